@@ -1,0 +1,8 @@
+"""lt-noise: image classification with long-tailed and noisy labels, as PyTorch Lightning modules.
+
+Subpackages: :mod:`lt_noise.data` (corruption, subsampling, datamodules), :mod:`lt_noise.models`
+(backbones and heads), :mod:`lt_noise.losses` (per-sample losses), :mod:`lt_noise.methods` (the
+LightningModules) and :mod:`lt_noise.callbacks` (diagnostics). ``lt-noise`` is the command line.
+"""
+
+__version__ = "0.1.0"

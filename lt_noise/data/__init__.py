@@ -1,0 +1,1 @@
+"""Data: label corruption, class-count profiles, the indexed dataset and the datamodules."""

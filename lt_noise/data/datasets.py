@@ -1,0 +1,122 @@
+"""The indexed dataset: every training sample comes back as ``(x, observed_label, index)``.
+
+``index`` is the sample's position in the (subsampled, corrupted) training set, so that methods can keep
+per-sample state (Dynamic Loss ranks, diagnostics) and callbacks can look up the diagnostics-only
+``clean_targets`` / ``is_noisy`` arrays of the datamodule.
+
+Augmentation is made reproducible per sample: when the sampler yields a key ``(index, epoch)`` (see
+:class:`lt_noise.data.loaders.EpochSampler`), the transform runs under a private torch RNG seeded from
+``(seed, epoch, index)``. The augmented view of a sample therefore depends neither on the number of
+dataloader workers nor on the DDP world size nor on whether the run was resumed from a checkpoint, which
+is what makes exact resume and 1-vs-2-process parity possible with random crops and flips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+__all__ = ["IndexedDataset", "to_image_tensor", "sample_seed"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(value: int) -> int:
+    # One round of SplitMix64: a cheap bijective mixer, so nearby (seed, epoch, index) triples give
+    # unrelated RNG seeds.
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The RNG seed of one sample's augmentation in one epoch (a 63-bit non-negative int)."""
+    return _splitmix64(_splitmix64(_splitmix64(seed) ^ epoch) ^ index) >> 1
+
+
+def to_image_tensor(image: Any) -> torch.Tensor:
+    """Convert a decoded image (uint8 array HxW / HxWxC, PIL image or CHW tensor) to a CHW uint8 tensor.
+
+    torchvision's v2 transforms treat a plain CHW tensor as an image, so every source (in-memory arrays
+    for MNIST/CIFAR, decoded JPEGs for the large benchmarks) enters the pipeline in the same form.
+    """
+    if isinstance(image, torch.Tensor):
+        return image if image.ndim == 3 else image.unsqueeze(0)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB") else image)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
+    if array.ndim == 3:
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    raise ValueError(f"Expected an image of shape (H, W) or (H, W, C), but got shape {array.shape}")
+
+
+class IndexedDataset(Dataset):
+    """A view of ``images[positions]`` with the given labels, returning ``(x, label, index)``.
+
+    Args:
+        images: anything indexable by int that returns one decoded image (see :func:`to_image_tensor`).
+        positions: for each sample of this dataset, its position in ``images``.
+        labels: the label returned for each sample (observed labels for training, clean for test).
+        transform: a callable applied to the CHW uint8 tensor, or a tuple of callables; with a tuple,
+            ``x`` is a tuple of views (e.g. a weak and a strong augmentation of the same image).
+        seed: base seed of the per-sample augmentation RNG (used when the key carries an epoch).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[Any],
+        positions: np.ndarray,
+        labels: np.ndarray,
+        transform: Callable | tuple[Callable, ...] | None = None,
+        *,
+        seed: int = 0,
+    ) -> None:
+        positions = np.asarray(positions, dtype=np.int64)
+        labels = np.asarray(labels, dtype=np.int64)
+        if positions.ndim != 1 or labels.shape != positions.shape:
+            raise ValueError(
+                f"Expected 1-D `positions` and `labels` of equal length, but got shapes {positions.shape} "
+                f"and {labels.shape}"
+            )
+        self.images = images
+        self.positions = positions
+        self.labels = labels
+        self.transform = transform
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def _apply(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.transform is None:
+            return image
+        if isinstance(self.transform, tuple):
+            return tuple(view(image) for view in self.transform)
+        return self.transform(image)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, int, int]:
+        index, epoch = (key, None) if not isinstance(key, tuple) else key
+        index = int(index)
+        image = to_image_tensor(self.images[int(self.positions[index])])
+        if epoch is None:
+            x = self._apply(image)
+        else:
+            # A private RNG stream per (seed, epoch, sample): torchvision's random transforms draw from
+            # the global CPU generator, so save and restore it to leave the caller's stream untouched.
+            # (Seeding the generator directly: torch.manual_seed would also seed CUDA, at ~0.5 ms a call.)
+            generator = torch.default_generator
+            state = generator.get_state()
+            try:
+                generator.manual_seed(sample_seed(self.seed, int(epoch), index))
+                x = self._apply(image)
+            finally:
+                generator.set_state(state)
+        return x, int(self.labels[index]), index

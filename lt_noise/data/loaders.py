@@ -1,0 +1,108 @@
+"""Samplers and the dataloader factory shared by every datamodule and method.
+
+Two samplers, both subclasses of :class:`torch.utils.data.DistributedSampler` so that Lightning leaves
+them in place under DDP (it only injects its own sampler when the loader's sampler is not one):
+
+- :class:`EpochSampler` for training: a permutation that is a function of ``(seed, epoch)`` only,
+  sharded across ranks by interleaving (rank r takes positions r, r+W, ...). Global batch k of a
+  W-process run with per-rank batch B therefore holds exactly the samples of batch k of a 1-process run
+  with batch W*B, and a resumed run replays the same order. It yields ``(index, epoch)`` keys so that
+  :class:`~lt_noise.data.datasets.IndexedDataset` can seed each sample's augmentation.
+- :class:`EvalSampler` for evaluation: interleaved shards *without padding*, so that
+  under DDP every test sample is counted exactly once (``DistributedSampler`` pads with duplicates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+__all__ = ["EpochSampler", "EvalSampler", "make_loader", "world"]
+
+
+def world() -> tuple[int, int]:
+    """``(world_size, rank)`` of the current process group, ``(1, 0)`` outside distributed runs."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+class EpochSampler(DistributedSampler):
+    """Seeded per-epoch shuffling, sharded across DDP ranks, yielding ``(index, epoch)`` keys.
+
+    Lightning calls :meth:`set_epoch` at the start of every training epoch (also after a resume), so
+    the order is a pure function of ``(seed, epoch)``. When the dataset size is not divisible by the
+    world size, the permutation is padded with its first entries (as ``DistributedSampler`` does) so
+    every rank runs the same number of steps.
+    """
+
+    def __init__(
+        self,
+        dataset: Sized,
+        *,
+        seed: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        default_replicas, default_rank = world()
+        super().__init__(
+            dataset,  # type: ignore[arg-type]
+            num_replicas=default_replicas if num_replicas is None else num_replicas,
+            rank=default_rank if rank is None else rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        epoch = self.epoch
+        for index in super().__iter__():
+            yield index, epoch
+
+
+class EvalSampler(DistributedSampler):
+    """Sequential, interleaved shards without padding: rank r evaluates samples r, r+W, r+2W, ..."""
+
+    def __init__(self, dataset: Sized, *, num_replicas: int | None = None, rank: int | None = None) -> None:
+        default_replicas, default_rank = world()
+        super().__init__(
+            dataset,  # type: ignore[arg-type]
+            num_replicas=default_replicas if num_replicas is None else num_replicas,
+            rank=default_rank if rank is None else rank,
+            shuffle=False,
+        )
+        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader with the project's samplers (training: :class:`EpochSampler`, else :class:`EvalSampler`)."""
+    if batch_size < 1:
+        raise ValueError(f"Expected argument `batch_size` >= 1, but got {batch_size}")
+    sampler = EpochSampler(dataset, seed=seed, drop_last=drop_last) if train else EvalSampler(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last and train,
+        pin_memory=pin_memory,
+        # Workers survive across epochs: re-forking them every epoch costs seconds on small datasets.
+        persistent_workers=num_workers > 0,
+    )

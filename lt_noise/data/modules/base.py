@@ -1,0 +1,390 @@
+"""The datamodule base class: base dataset -> imbalance -> label noise -> loaders.
+
+Every benchmark datamodule subclasses :class:`LTNoiseDataModule` and implements :meth:`load_split`
+(read the published on-disk format). The base class composes, in this order, all as functions of
+``seed`` (so every machine and every DDP rank builds the identical training set):
+
+1. long-tailed or step subsampling of the training split (``imbalance``, ``imbalance_ratio``):
+   class i keeps ``n_max * ratio^(-i/(C-1))`` samples (LDAM-DRW convention), picked at random;
+2. label corruption of the kept samples (``noise``, ``noise_rate``, ...);
+3. an optional held-out validation part of the corrupted training set (``val_fraction``).
+
+The test split is never subsampled or corrupted. With ``val_fraction=0`` (the default) the validation
+loader is the test set, which is how the five papers report "best epoch" accuracy; set ``val_fraction``
+for honest model selection on held-out noisy training data.
+
+Arrays for diagnostics only (no method may read them): ``clean_targets`` and ``is_noisy``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from lt_noise.data import imbalance as imbalance_lib
+from lt_noise.data import noise as noise_lib
+from lt_noise.data.datasets import IndexedDataset
+from lt_noise.data.loaders import make_loader
+from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_train_transform
+
+__all__ = ["DatasetNotFoundError", "LTNoiseDataModule", "Split", "global_seed"]
+
+IMBALANCE_KINDS = imbalance_lib.IMBALANCE_KINDS
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset file is missing or unreadable; the message names the path, the layout and the source."""
+
+    def __init__(self, name: str, searched: Sequence[Path | str], layout: str, source: str, problem: str = "") -> None:
+        where = "\n".join(f"  - {p}" for p in searched)
+        detail = f"{problem}\n" if problem else ""
+        super().__init__(
+            f"{name} not found or unreadable.\n{detail}Searched:\n{where}\nExpected layout:\n{layout}\n"
+            f"How to get it: {source}"
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a base dataset: ``images[i]`` decodes image i, ``labels[i]`` is its label."""
+
+    images: Sequence[Any]
+    labels: np.ndarray
+
+
+def global_seed(seed: int | None) -> int:
+    """``seed``, or the seed given to ``seed_everything`` (``PL_GLOBAL_SEED``) when None, else 0."""
+    if seed is not None:
+        return int(seed)
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+class LTNoiseDataModule(L.LightningDataModule):
+    """Base class of every lt-noise datamodule.
+
+    Subclasses set the class facts (``num_classes``, ``image_shape``, ``mean``, ``std``) and implement
+    :meth:`load_split`; datasets whose class count is only known from the files override
+    :attr:`num_classes` as a property.
+
+    Args:
+        root: directory holding the dataset in its published layout (see each subclass).
+        batch_size: training batch size per process (the global batch is ``batch_size * world_size``).
+        eval_batch_size: evaluation batch size per process (default: ``batch_size``).
+        num_workers: dataloader worker processes.
+        imbalance: ``"none"``, ``"exp"`` (long-tailed) or ``"step"`` subsampling of the training split.
+        imbalance_ratio: n_max / n_min of the subsampled training set (>= 1).
+        minority_fraction: fraction of classes that are minority classes for ``imbalance="step"``.
+        noise: one of :data:`lt_noise.data.noise.NOISE_KINDS`.
+        noise_rate: corruption rate in [0, 1).
+        noise_exact: flip exactly ``int(rate * n_c)`` samples per class (APL code) instead of per sample.
+        flip_map: for asymmetric noise, a name of a flip map or a ``{source: target}`` dict (default:
+            the dataset's own map).
+        augment: training augmentation (see :mod:`lt_noise.data.transforms`); None = dataset default.
+        autoaugment: AutoAugment policy name, or None.
+        cutout: Cutout square side in pixels (0 = off).
+        val_fraction: fraction of the corrupted training set held out for validation (0 = validate on
+            the test set, the papers' protocol).
+        seed: seed of subsampling, noise, validation split and shuffling (None = the global seed).
+        download: download with torchvision where a downloader exists.
+        drop_last: drop the last incomplete training batch.
+        pin_memory: pin host memory for faster host-to-GPU copies.
+    """
+
+    num_classes: ClassVar[int] = 0
+    image_shape: ClassVar[tuple[int, int, int]] = (3, 32, 32)
+    mean: ClassVar[tuple[float, ...]] = (0.5, 0.5, 0.5)
+    std: ClassVar[tuple[float, ...]] = (0.5, 0.5, 0.5)
+    default_augment: ClassVar[str] = "crop_flip"
+    default_flip_map: ClassVar[str | None] = None
+    class_names: ClassVar[tuple[str, ...]] = ()
+    # Evaluation uses the ImageNet resize/centre-crop when True (large natural-image benchmarks).
+    eval_resize_crop: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        root: str = "data",
+        *,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        imbalance: str = "none",
+        imbalance_ratio: float = 1.0,
+        minority_fraction: float = 0.5,
+        noise: str = "none",
+        noise_rate: float = 0.0,
+        noise_exact: bool = False,
+        flip_map: str | dict[int, int] | None = None,
+        augment: str | None = None,
+        autoaugment: str | None = None,
+        cutout: int = 0,
+        val_fraction: float = 0.0,
+        seed: int | None = None,
+        download: bool = False,
+        drop_last: bool = False,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if imbalance not in IMBALANCE_KINDS:
+            raise ValueError(f"Expected argument `imbalance` in {IMBALANCE_KINDS}, but got {imbalance!r}")
+        if not imbalance_ratio >= 1.0:
+            raise ValueError(f"Expected argument `imbalance_ratio` >= 1, but got {imbalance_ratio}")
+        if noise not in noise_lib.NOISE_KINDS:
+            raise ValueError(f"Expected argument `noise` in {noise_lib.NOISE_KINDS}, but got {noise!r}")
+        if not 0.0 <= noise_rate < 1.0:
+            raise ValueError(f"Expected argument `noise_rate` in [0, 1), but got {noise_rate}")
+        if noise == "none" and noise_rate != 0.0:
+            raise ValueError(f"Expected `noise_rate` 0 with noise 'none', but got {noise_rate} (set `noise`)")
+        if augment is not None and augment not in AUGMENTATIONS:
+            raise ValueError(f"Expected argument `augment` in {AUGMENTATIONS} or None, but got {augment!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"Expected argument `val_fraction` in [0, 1), but got {val_fraction}")
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
+            if value < 1:
+                raise ValueError(f"Expected argument `{name}` >= 1, but got {value}")
+        if num_workers < 0:
+            raise ValueError(f"Expected argument `num_workers` >= 0, but got {num_workers}")
+        self.save_hyperparameters()
+        self.root = Path(root).expanduser()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.imbalance = imbalance
+        self.imbalance_ratio = float(imbalance_ratio)
+        self.minority_fraction = minority_fraction
+        self.noise = noise
+        self.noise_rate = float(noise_rate)
+        self.noise_exact = noise_exact
+        self.flip_map = flip_map
+        self.augment = augment or self.default_augment
+        self.autoaugment = autoaugment
+        self.cutout = cutout
+        self.val_fraction = val_fraction
+        self.seed = global_seed(seed)
+        self.download = download
+        self.drop_last = drop_last
+        self.pin_memory = pin_memory
+        self._built: dict[str, Any] | None = None
+        self._test: Split | None = None
+
+    # ----------------------------------------------------------------------------------------------
+    # What subclasses provide
+    def load_split(self, split: str) -> Split:
+        """Read ``split`` ("train" or "test") from ``self.root`` in the dataset's published format."""
+        raise NotImplementedError
+
+    def observed_labels(self, clean: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Labels the learner sees for the kept training samples (synthetic corruption by default).
+
+        ``positions`` index the base training split; subclasses with real (human) noisy labels, such
+        as CIFAR-N, override this to return those labels.
+        """
+        if self.noise == "none" or self.noise_rate == 0.0:
+            return clean.copy()
+        flip_map = None
+        if self.noise == "asymmetric":
+            flip_map = self.flip_map if self.flip_map is not None else self.default_flip_map
+        return noise_lib.apply_noise(
+            clean,
+            kind=self.noise,
+            rate=self.noise_rate,
+            num_classes=self.num_classes,
+            seed=self.seed,
+            flip_map=flip_map,
+            exact=self.noise_exact,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # Facts linked into the model (available right after __init__: they load labels on first use)
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the network input."""
+        return tuple(self.image_shape)  # type: ignore[return-value]
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Observed (after-noise) class counts of the training set, as count-dependent losses need."""
+        return np.bincount(self._build()["observed"], minlength=self.num_classes).tolist()
+
+    @property
+    def clean_class_counts(self) -> list[int]:
+        """Clean class counts of the training set (diagnostics only)."""
+        return np.bincount(self._build()["clean"], minlength=self.num_classes).tolist()
+
+    @property
+    def observed_targets(self) -> np.ndarray:
+        """The observed label of every training sample, by training index."""
+        return self._build()["observed"]
+
+    @property
+    def clean_targets(self) -> np.ndarray:
+        """Diagnostics only: the clean label of every training sample, by training index."""
+        return self._build()["clean"]
+
+    @property
+    def is_noisy(self) -> np.ndarray:
+        """Diagnostics only: whether each training sample's observed label differs from the clean one."""
+        built = self._build()
+        return built["observed"] != built["clean"]
+
+    @property
+    def train_size(self) -> int:
+        return len(self._build()["positions"])
+
+    # ----------------------------------------------------------------------------------------------
+    # Composition
+    def _subsample(self, labels: np.ndarray) -> np.ndarray:
+        if self.imbalance == "none" or self.imbalance_ratio == 1.0:
+            return np.arange(len(labels), dtype=np.int64)
+        n_max = int(np.bincount(labels, minlength=self.num_classes).max())
+        counts = imbalance_lib.imbalance_counts(
+            self.imbalance, n_max, self.num_classes, self.imbalance_ratio, minority_fraction=self.minority_fraction
+        )
+        return imbalance_lib.subsample_indices(labels, counts, self.seed)
+
+    def _hold_out(self, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified (by observed label) split of training positions into (train, val) parts."""
+        rng = np.random.default_rng([self.seed, 1])  # its own stream: independent of noise draws
+        val = []
+        for c in range(self.num_classes):
+            members = np.flatnonzero(observed == c)
+            take = int(round(self.val_fraction * len(members)))
+            val.append(rng.permutation(members)[:take])
+        val_mask = np.zeros(len(observed), dtype=bool)
+        val_mask[np.concatenate(val)] = True
+        return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+
+    def _build(self) -> dict[str, Any]:
+        if self._built is not None:
+            return self._built
+        train = self.load_split("train")
+        labels = np.asarray(train.labels, dtype=np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"Expected training labels in [0, {self.num_classes}), but got values in "
+                f"[{labels.min()}, {labels.max()}] from {self.root}"
+            )
+        positions = self._subsample(labels)
+        clean = labels[positions]
+        observed = np.asarray(self.observed_labels(clean, positions), dtype=np.int64)
+        keep, val = self._hold_out(observed) if self.val_fraction > 0 else (np.arange(len(clean)), None)
+        built: dict[str, Any] = {
+            "images": train.images,
+            "positions": positions[keep],
+            "clean": clean[keep],
+            "observed": observed[keep],
+            "val": None if val is None else (positions[val], observed[val]),
+        }
+        empty = [c for c, n in enumerate(np.bincount(built["observed"], minlength=self.num_classes)) if n == 0]
+        if empty:
+            raise ValueError(
+                f"Expected every class to keep at least one training sample, but classes {empty} are empty "
+                f"after subsampling (imbalance={self.imbalance!r}, ratio={self.imbalance_ratio}) and noise"
+            )
+        self._built = built
+        return built
+
+    def _test_split(self) -> Split:
+        if self._test is None:
+            self._test = self.load_split("test")
+        return self._test
+
+    # ----------------------------------------------------------------------------------------------
+    # Transforms and datasets (building blocks that methods may use for extra loaders)
+    @property
+    def image_size(self) -> int:
+        return self.input_shape[-1]
+
+    def train_transform(self):
+        return build_train_transform(
+            augment=self.augment,
+            image_size=self.image_size,
+            mean=self.mean,
+            std=self.std,
+            autoaugment=self.autoaugment,
+            cutout=self.cutout,
+        )
+
+    def eval_transform(self):
+        return build_eval_transform(
+            image_size=self.image_size, mean=self.mean, std=self.std, resize_crop=self.eval_resize_crop
+        )
+
+    def train_dataset(self, views: Sequence[str] = ("train",)) -> IndexedDataset:
+        """The training set with the given views per sample: ``"train"`` (augmented) or ``"eval"``."""
+        makers = {"train": self.train_transform, "eval": self.eval_transform}
+        unknown = [v for v in views if v not in makers]
+        if unknown or not views:
+            raise ValueError(f"Expected views from {tuple(makers)}, but got {tuple(views)}")
+        transforms = tuple(makers[v]() for v in views)
+        built = self._build()
+        return IndexedDataset(
+            built["images"],
+            built["positions"],
+            built["observed"],
+            transforms[0] if len(transforms) == 1 else transforms,
+            seed=self.seed,
+        )
+
+    def test_dataset(self) -> IndexedDataset:
+        test = self._test_split()
+        labels = np.asarray(test.labels, dtype=np.int64)
+        return IndexedDataset(test.images, np.arange(len(labels)), labels, self.eval_transform(), seed=self.seed)
+
+    def val_dataset(self) -> IndexedDataset:
+        val = self._build()["val"]
+        if val is None:
+            return self.test_dataset()
+        positions, observed = val
+        return IndexedDataset(self._build()["images"], positions, observed, self.eval_transform(), seed=self.seed)
+
+    def loader(self, dataset, *, train: bool, batch_size: int | None = None) -> DataLoader:
+        """A loader with the project's samplers and this datamodule's worker settings."""
+        return make_loader(
+            dataset,
+            batch_size=batch_size or (self.batch_size if train else self.eval_batch_size),
+            train=train,
+            seed=self.seed,
+            num_workers=self.num_workers,
+            drop_last=self.drop_last and train,
+            pin_memory=self.pin_memory,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # LightningDataModule hooks
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate"):
+            self._build()
+        if stage in (None, "fit", "validate", "test", "predict"):
+            self._test_split()
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.train_dataset(), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.val_dataset(), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self.test_dataset(), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader(self.test_dataset(), train=False)
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes and realised noise of the composed training set (for logs and results files)."""
+        built = self._build()
+        noisy = self.is_noisy
+        return {
+            "dataset": type(self).__name__,
+            "train_size": int(len(built["positions"])),
+            "val_size": 0 if built["val"] is None else int(len(built["val"][0])),
+            "test_size": int(len(self._test_split().labels)),
+            "class_counts": self.class_counts,
+            "realized_noise_rate": float(noisy.mean()) if len(noisy) else 0.0,
+        }

@@ -1,0 +1,318 @@
+"""Per-class loss-rank bins and the hierarchical meta-set split of Dynamic Loss.
+
+Paper: Jiang et al., "Dynamic Loss For Robust Learning" (``papers/002_*``): section "Label Corrector"
+(the loss bin index r of a sample within its own class), section "Hierarchical Sampling Strategy" (a
+random primary set of M0 samples per class, then its M1 lowest-loss samples form the balanced meta set),
+Algorithm 1 (both are recomputed at the start of every epoch after warm-up) and Table 7 (M0 = 0.5,
+M1 = 0.25, R = 100, or 50 for CIFAR-100).
+
+Conventions (all functions):
+
+* ``losses`` and ``labels`` are 1-D numpy arrays or torch tensors of equal length N, one entry per
+  training sample, indexed by the sample's position in the training set (the ``index`` of the batches).
+  ``labels`` are the *observed* (possibly corrupted) labels, integers in ``[0, num_classes)``: classes
+  are the observed classes, as in the authors' code, which never sees the clean labels.
+* Within a class, samples are ordered by ``(loss, index)`` ascending: a stable sort on the loss, so equal
+  losses are broken by the smaller training-set index first. The authors' code (jiangwenj02/dynamic_loss,
+  ``mmcls/core/runners/dynamic_epochbased_runner.py``, ``compute_rank``) uses ``np.argsort`` (quicksort,
+  not stable) over samples in data-loader order, so its tie order is arbitrary; ours is reproducible.
+* Every returned index array is ``int64``, sorted ascending.
+* Nothing here draws from a global RNG. :func:`hierarchical_meta_split` is a pure function of
+  ``(losses, labels, num_classes, primary, meta, seed)``. The caller makes the split differ between
+  epochs by deriving the seed from ``(seed, epoch)``, e.g. ``np.random.SeedSequence([seed, epoch])``
+  (accepted directly) so that a resumed run and every DDP rank rebuild the same split; under DDP all
+  ranks must pass the same gathered (deduplicated) losses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "PRIMARY_FRACTION",
+    "META_FRACTION",
+    "RANK_BINS",
+    "loss_rank_bins",
+    "meta_split_sizes",
+    "hierarchical_meta_split",
+    "naive_meta_split",
+]
+
+# Paper Table 7, "M0": the primary set holds int(M0 * n_min) random samples of every class, where n_min is
+# the smallest observed class size (authors' runner: first_random_select_ratio * dataset.min_number).
+PRIMARY_FRACTION = 0.5
+# Paper Table 7, "M1": the meta set keeps int(M1 * n_min) lowest-loss samples of every class's primary
+# set. The authors' runner writes it as first_random_select_ratio * second_random_select_ratio = 0.5 * 0.5.
+META_FRACTION = 0.25
+# Paper Table 7, "Rank Number" R for CIFAR-10, WebVision and Animal-10N (CIFAR-100 uses 50).
+RANK_BINS = 100
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation helpers (one message template: "Expected argument `x` ..., but got ...").
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"Expected argument `{name}` to be an integer >= {minimum}, but got {value!r}")
+    if value < minimum:
+        raise ValueError(f"Expected argument `{name}` to be an integer >= {minimum}, but got {value}")
+    return int(value)
+
+
+def _check_fraction(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"Expected argument `{name}` to be a number in (0, 1], but got {value!r}")
+    if not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"Expected argument `{name}` in (0, 1], but got {value}")
+    return float(value)
+
+
+def _to_numpy(name: str, array: Any) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    if array.ndim != 1:
+        raise ValueError(f"Expected argument `{name}` to be 1-D, but got shape {array.shape}")
+    return array
+
+
+def _check_labels(labels: Any, num_classes: int) -> np.ndarray:
+    labels = _to_numpy("labels", labels)
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"Expected argument `labels` to hold integers, but got dtype {labels.dtype}")
+    if labels.size:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            bad = labels[(labels < 0) | (labels >= num_classes)]
+            raise ValueError(
+                f"Expected argument `labels` in [0, {num_classes - 1}] (num_classes={num_classes}), "
+                f"but got {bad.size} label(s) out of range, e.g. {int(bad[0])}"
+            )
+    return labels.astype(np.int64, copy=False)
+
+
+def _check_losses(losses: Any, length: int) -> np.ndarray:
+    losses = _to_numpy("losses", losses)
+    if not (np.issubdtype(losses.dtype, np.floating) or np.issubdtype(losses.dtype, np.integer)):
+        raise ValueError(f"Expected argument `losses` to hold real numbers, but got dtype {losses.dtype}")
+    if losses.shape[0] != length:
+        raise ValueError(
+            f"Expected argument `losses` to have one entry per label ({length}), but got {losses.shape[0]}"
+        )
+    losses = losses.astype(np.float64, copy=False)
+    finite = np.isfinite(losses)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"Expected argument `losses` to be finite, but got {bad.size} non-finite value(s) at "
+            f"sample indices {bad[:10].tolist()}{' ...' if bad.size > 10 else ''} "
+            f"(first: {losses[bad[0]]})"
+        )
+    return losses
+
+
+def _check_seed(seed: Any) -> int | np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            f"Expected argument `seed` to be a non-negative integer or a numpy SeedSequence, but got {seed!r}"
+        )
+    return int(seed)
+
+
+def _validate(losses: Any, labels: Any, num_classes: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    num_classes = _check_int("num_classes", num_classes, minimum=1)
+    labels = _check_labels(labels, num_classes)
+    losses = _check_losses(losses, labels.shape[0])
+    return losses, labels, num_classes
+
+
+# ----------------------------------------------------------------------------------------------------
+# Core (pure numpy, vectorized: one O(N log N) sort, no loop over classes).
+
+
+def _within_class_order(losses: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Sample indices sorted by (label, loss, index): classes in turn, each by ascending (loss, index)."""
+    # np.lexsort sorts by the last key first and is stable, so ties in (label, loss) keep index order.
+    return np.lexsort((losses, labels))
+
+
+def _positions_in_class(sorted_labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """For samples already grouped by class, each one's 0-based position within its class."""
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.arange(sorted_labels.shape[0]) - starts[sorted_labels]
+
+
+def _lowest_per_class(candidates: np.ndarray, losses: np.ndarray, labels: np.ndarray, num_classes: int,
+                      keep: int) -> np.ndarray:
+    """Among ``candidates`` (sample indices), the ``keep`` lowest-(loss, index) ones of every class."""
+    order = candidates[_within_class_order(losses[candidates], labels[candidates])]
+    counts = np.bincount(labels[order], minlength=num_classes)
+    position = _positions_in_class(labels[order], counts)
+    return np.sort(order[position < keep])
+
+
+def _split(meta_indices: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    in_meta = np.zeros(length, dtype=bool)
+    in_meta[meta_indices] = True
+    return np.flatnonzero(in_meta).astype(np.int64), np.flatnonzero(~in_meta).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public API.
+
+
+def loss_rank_bins(losses: Any, labels: Any, num_classes: int, bins: int) -> np.ndarray:
+    """The loss bin index r of every sample within its own observed class (0 = lowest loss).
+
+    Paper section "Label Corrector": the samples of each class are sorted by loss and "evenly divided"
+    into R bins. As in the authors' code (``compute_rank``), the sample at 0-based position ``i`` of a
+    class of ``n`` samples (ascending ``(loss, index)``) gets bin ``floor(i * R / (n + 1))``, which lies in
+    ``[0, R - 1]``; a class with fewer than R samples leaves some bins empty. We evaluate the floor in
+    exact integer arithmetic; the authors' float expression ``int(1.0 * i / (n + 1) * R)`` lands one bin
+    lower in rare cases where ``i * R / (n + 1)`` is an exact integer (e.g. R = 50, n = 49, i = 29).
+
+    Args:
+        losses: (N,) per-sample losses (the authors use CE against the observed label, model in eval
+            mode, un-augmented view). Must be finite.
+        labels: (N,) observed labels in ``[0, num_classes)``.
+        num_classes: number of classes K.
+        bins: number of bins R (paper Table 7 "Rank Number"), >= 1.
+
+    Returns:
+        (N,) int64 array: the bin of sample j at position j.
+    """
+    losses, labels, num_classes = _validate(losses, labels, num_classes)
+    bins = _check_int("bins", bins, minimum=1)
+    order = _within_class_order(losses, labels)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
+    position = _positions_in_class(labels[order], counts)
+    result = np.empty(labels.shape[0], dtype=np.int64)
+    result[order] = (position * bins) // (counts[labels[order]] + 1)
+    return result
+
+
+def meta_split_sizes(class_counts: Any, *, primary_fraction: float = PRIMARY_FRACTION,
+                     meta_fraction: float = META_FRACTION) -> tuple[int, int]:
+    """Per-class primary-set and meta-set sizes ``(int(M0 * n_min), int(M1 * n_min))``.
+
+    Paper Table 7 gives M0 = 0.5 and M1 = 0.25 without saying of what; the authors' runner
+    (``hier_sampling``) takes them as fractions of the smallest *observed* class size n_min (counted from
+    the corrupted labels), with Python ``int()`` truncation of the float product, as here. It writes M1 as
+    M0 times a second ratio (0.5 * 0.5); for these defaults the sizes are identical.
+
+    Args:
+        class_counts: (K,) number of training samples per observed class, e.g.
+            ``np.bincount(labels, minlength=K)``.
+        primary_fraction: M0, in (0, 1].
+        meta_fraction: M1, in (0, 1], at most ``primary_fraction``.
+
+    Returns:
+        ``(primary, meta)`` per-class sizes, both >= 1, for :func:`hierarchical_meta_split`.
+
+    Raises:
+        ValueError: on invalid fractions, or when the smallest class is too small to give at least one
+            meta sample per class.
+    """
+    primary_fraction = _check_fraction("primary_fraction", primary_fraction)
+    meta_fraction = _check_fraction("meta_fraction", meta_fraction)
+    if meta_fraction > primary_fraction:
+        raise ValueError(
+            f"Expected argument `meta_fraction` <= primary_fraction={primary_fraction}, but got {meta_fraction}"
+        )
+    counts = _to_numpy("class_counts", class_counts)
+    if counts.size == 0 or counts.dtype == np.bool_ or not np.issubdtype(counts.dtype, np.integer):
+        raise ValueError(
+            f"Expected argument `class_counts` to be a non-empty array of integers, but got "
+            f"dtype {counts.dtype} and shape {counts.shape}"
+        )
+    n_min = int(counts.min())
+    primary, meta = int(primary_fraction * n_min), int(meta_fraction * n_min)
+    if meta < 1:
+        raise ValueError(
+            f"Expected the smallest class to hold at least one meta sample (int({meta_fraction} * n_min) >= 1),"
+            f" but got n_min={n_min} (class {int(counts.argmin())})"
+        )
+    return primary, meta
+
+
+def hierarchical_meta_split(losses: Any, labels: Any, num_classes: int, primary: int, meta: int,
+                            seed: int | np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """Hierarchical sampling: a class-balanced low-loss meta set and the training remainder.
+
+    Paper section "Hierarchical Sampling Strategy": i) the primary set holds ``primary`` samples drawn
+    uniformly at random without replacement from every class; ii) the ``meta`` lowest-loss samples of
+    each class's primary set form the meta set (``meta`` per class, so it is balanced). Everything else is
+    the training set of that epoch, *including* the primary samples not selected for the meta set (the
+    authors' runner returns ``np.setdiff1d(full_mask, meta)``).
+
+    Random draw (the reproducibility contract): ``keys = np.random.default_rng(seed).random(N)``; the
+    primary set of class c is its ``primary`` members with the smallest ``(key, index)``. Within the
+    primary set, losses are ordered by ``(loss, index)``.
+
+    Args:
+        losses: (N,) per-sample losses (finite).
+        labels: (N,) observed labels in ``[0, num_classes)``.
+        num_classes: number of classes K; every class must hold at least ``primary`` samples.
+        primary: per-class primary-set size (``int(M0 * n_min)``, see :func:`meta_split_sizes`).
+        meta: per-class meta-set size, ``1 <= meta <= primary``.
+        seed: non-negative int or ``np.random.SeedSequence``; derive it from ``(seed, epoch)`` to get a
+            different primary set every epoch, e.g. ``np.random.SeedSequence([seed, epoch])``.
+
+    Returns:
+        ``(meta_indices, train_indices)``: disjoint sorted int64 arrays covering ``range(N)``.
+    """
+    losses, labels, num_classes = _validate(losses, labels, num_classes)
+    primary = _check_int("primary", primary, minimum=1)
+    meta = _check_int("meta", meta, minimum=1)
+    if meta > primary:
+        raise ValueError(f"Expected argument `meta` <= primary={primary}, but got {meta}")
+    seed = _check_seed(seed)
+    counts = np.bincount(labels, minlength=num_classes)
+    smallest = int(counts.argmin())
+    if primary > counts[smallest]:
+        raise ValueError(
+            f"Expected argument `primary` <= the smallest class size ({int(counts[smallest])}, class "
+            f"{smallest}), but got {primary}"
+        )
+    keys = np.random.default_rng(seed).random(labels.shape[0])
+    primary_set = _lowest_per_class(np.arange(labels.shape[0]), keys, labels, num_classes, primary)
+    meta_indices = _lowest_per_class(primary_set, losses, labels, num_classes, meta)
+    return _split(meta_indices, labels.shape[0])
+
+
+def naive_meta_split(losses: Any, labels: Any, num_classes: int, meta: int) -> tuple[np.ndarray, np.ndarray]:
+    """The "naive sampling" baseline: the ``meta`` lowest-loss samples of every whole class.
+
+    Paper section "Hierarchical Sampling Strategy": "we can build the meta set simply by selecting M1
+    samples with the lowest loss values from each class in D. However, [...] such a sampling strategy
+    tends to select fixed easy samples at each epoch"; Fig. 5 and Table 4 (row without H) compare against
+    this "naive sampling". (The ablation paragraph calls it "naive random sampling"; we follow the
+    definition given in the method section. The authors' public code has no such switch.) Deterministic:
+    no primary set, no seed. Ties are broken by ``(loss, index)``.
+
+    Args:
+        losses: (N,) per-sample losses (finite).
+        labels: (N,) observed labels in ``[0, num_classes)``.
+        num_classes: number of classes K; every class must hold at least ``meta`` samples.
+        meta: per-class meta-set size, >= 1.
+
+    Returns:
+        ``(meta_indices, train_indices)``: disjoint sorted int64 arrays covering ``range(N)``.
+    """
+    losses, labels, num_classes = _validate(losses, labels, num_classes)
+    meta = _check_int("meta", meta, minimum=1)
+    counts = np.bincount(labels, minlength=num_classes)
+    smallest = int(counts.argmin())
+    if meta > counts[smallest]:
+        raise ValueError(
+            f"Expected argument `meta` <= the smallest class size ({int(counts[smallest])}, class "
+            f"{smallest}), but got {meta}"
+        )
+    meta_indices = _lowest_per_class(np.arange(labels.shape[0]), losses, labels, num_classes, meta)
+    return _split(meta_indices, labels.shape[0])

@@ -1,0 +1,325 @@
+"""The base LightningModule: empirical risk minimisation with any backbone, head and per-sample loss.
+
+Every method of lt-noise subclasses :class:`Classifier`, and so can yours. A training step is::
+
+    batch (x, y, index) -> self(x) = head(backbone(x)) = logits
+                        -> self.per_sample_loss(logits, y)      (B,)   the loss module, never reduced
+                        -> self.reduce(losses, y, index)        ()     the ONE place losses are reduced
+                        -> optimizer
+
+Subclassing, by what you want to change:
+
+- the reduction (sample weights, as ABSGD does): override :meth:`reduce`;
+- the loss on the logits (margins, label correction): override :meth:`per_sample_loss`;
+- the whole step (mixup, several views, manual optimisation): override ``training_step``, and call
+  :meth:`check_finite` on the loss you back-propagate;
+- which parameters train (a frozen backbone in a second stage): override :meth:`trainable_parameters`.
+
+Keep any new state in registered buffers / parameters, or in ``on_save_checkpoint``, so that
+checkpoints resume exactly. For example, a focal-weighted reduction::
+
+    class MyMethod(Classifier):
+        def reduce(self, losses, targets, index):
+            weights = losses.detach().exp()
+            return (weights * losses).sum() / weights.sum()
+
+Determinism: stochastic operations inside a training step (dropout, mixup, Gumbel sampling) draw
+from the global torch RNG, which is reseeded at every step from ``(seed, global_step, rank)``; together
+with the per-sample augmentation seeds of the datamodule, a run resumed from a checkpoint replays the
+uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from lt_noise.data.datasets import sample_seed
+from lt_noise.data.modules.base import global_seed
+from lt_noise.losses import build_loss
+from lt_noise.metrics import ClassificationMetrics
+from lt_noise.models import Network, build_backbone, build_head
+from lt_noise.optim import LRSchedule, OptimizerConfig
+
+__all__ = ["Classifier", "NonFiniteLossError"]
+
+# The training-step keys of the per-step RNG stream; distinct from the sample-augmentation streams.
+_STEP_STREAM = 0x5EED
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and the batch's samples."""
+
+
+class Classifier(L.LightningModule):
+    """ERM with any backbone, head and per-sample loss (see the module docstring for subclassing).
+
+    Args:
+        num_classes: number of classes K (linked from the datamodule by the CLI).
+        class_counts: observed training class counts (linked); count-dependent losses and the
+            many/medium/few metrics use them.
+        input_shape: (C, H, W) of the input images (linked).
+        noise_rate: the datamodule's nominal label-noise rate (linked); only noise-aware options read it.
+        backbone: a registered backbone name (``lt_noise.models.available_backbones()``), or a module
+            with a ``feature_dim`` attribute.
+        backbone_args: hyperparameters of the named backbone.
+        head: a registered head name, or a module mapping features to logits.
+        head_args: hyperparameters of the named head.
+        loss: a registered loss name (``lt_noise.losses.available_losses()``), or a module returning
+            per-sample losses.
+        loss_args: hyperparameters of the named loss.
+        optimizer: optimizer settings.
+        lr_schedule: per-epoch learning-rate schedule.
+        on_nonfinite: ``"raise"`` stops training at a non-finite loss, naming the step and the batch's
+            sample indices; ``"skip"`` skips that batch's update (single process only).
+        channels_last: use the channels-last memory format (faster convolutions on recent GPUs).
+        compile: run the network through ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        class_counts: Sequence[int] | None = None,
+        input_shape: Sequence[int] = (3, 32, 32),
+        noise_rate: float = 0.0,
+        backbone: str | nn.Module = "resnet32",
+        backbone_args: dict[str, Any] | None = None,
+        head: str | nn.Module = "linear",
+        head_args: dict[str, Any] | None = None,
+        loss: str | nn.Module = "ce",
+        loss_args: dict[str, Any] | None = None,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        lr_schedule: LRSchedule = LRSchedule(),
+        on_nonfinite: Literal["raise", "skip"] = "raise",
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"Expected argument `num_classes` >= 2, but got {num_classes}")
+        if class_counts is not None:
+            class_counts = [int(c) for c in class_counts]
+            if len(class_counts) != num_classes or min(class_counts) < 0:
+                raise ValueError(
+                    f"Expected `class_counts` to be {num_classes} non-negative counts, but got {class_counts}"
+                )
+        if len(input_shape) != 3:
+            raise ValueError(f"Expected `input_shape` (C, H, W), but got {tuple(input_shape)}")
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"Expected argument `on_nonfinite` in ('raise', 'skip'), but got {on_nonfinite!r}")
+        ignore = [name for name, value in (("backbone", backbone), ("head", head), ("loss", loss)) if isinstance(value, nn.Module)]
+        self.save_hyperparameters(ignore=ignore)
+        self.num_classes = num_classes
+        self.class_counts = class_counts
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.noise_rate = float(noise_rate)
+        self.on_nonfinite = on_nonfinite
+        self.channels_last = channels_last
+
+        self.net = Network(self.build_backbone(backbone, backbone_args), nn.Identity())
+        self.net.head = self.build_head(head, head_args)
+        self.loss_fn = self.build_loss(loss, loss_args)
+        # Per-class weights of the reduction: all ones is the plain mean; the DRW schedule
+        # (lt_noise.callbacks.DeferredReweighting) sets class-balanced weights from a given epoch.
+        self.register_buffer("class_weights", torch.ones(num_classes))
+        self.val_metrics = ClassificationMetrics(num_classes, class_counts)
+        self.test_metrics = ClassificationMetrics(num_classes, class_counts)
+        # One record per completed validation epoch (for best-epoch accuracy); kept in checkpoints.
+        self.history: list[dict[str, float]] = []
+        # The last computed evaluation report per stage, for figure callbacks.
+        self.reports: dict[str, dict[str, Any]] = {}
+        self._seed = global_seed(None)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self._compiled = torch.compile(self.net) if compile else None
+
+    # ----------------------------------------------------------------------------------------------
+    # Construction hooks (subclasses override to change the parts)
+    def build_backbone(self, backbone: str | nn.Module, args: dict[str, Any] | None) -> nn.Module:
+        if isinstance(backbone, nn.Module):
+            if args:
+                raise ValueError("Expected no `backbone_args` with a backbone module instance")
+            if not isinstance(getattr(backbone, "feature_dim", None), int):
+                raise ValueError("Expected the backbone module to have an int attribute `feature_dim`")
+            return backbone
+        channels, _, width = self.input_shape
+        return build_backbone(backbone, in_channels=channels, image_size=width, **(args or {}))
+
+    def build_head(self, head: str | nn.Module, args: dict[str, Any] | None) -> nn.Module:
+        if isinstance(head, nn.Module):
+            if args:
+                raise ValueError("Expected no `head_args` with a head module instance")
+            return head
+        return build_head(head, feature_dim=self.feature_dim, num_classes=self.num_classes, **(args or {}))
+
+    def build_loss(self, loss: str | nn.Module, args: dict[str, Any] | None) -> nn.Module:
+        if isinstance(loss, nn.Module):
+            if args:
+                raise ValueError("Expected no `loss_args` with a loss module instance")
+            return loss
+        return build_loss(loss, num_classes=self.num_classes, class_counts=self.class_counts, **(args or {}))
+
+    # ----------------------------------------------------------------------------------------------
+    # The network
+    @property
+    def backbone(self) -> nn.Module:
+        return self.net.backbone
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net.head
+
+    @property
+    def feature_dim(self) -> int:
+        return self.net.backbone.feature_dim
+
+    def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) of images (B, C, H, W)."""
+        net = self._compiled if self._compiled is not None else self.net
+        return net(self._prepare_input(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features (B, D) of images (B, C, H, W)."""
+        return self.net.backbone(self._prepare_input(x))
+
+    # ----------------------------------------------------------------------------------------------
+    # The objective
+    def per_sample_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses (B,) of the configured loss module."""
+        return self.loss_fn(logits, targets)
+
+    def reduce(self, losses: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The reduction of per-sample losses to the training objective: a class-weighted mean.
+
+        With the default all-ones ``class_weights`` this is the plain mean. Subclasses that weight
+        samples (ABSGD) override this method; it is the only place where losses are reduced.
+        """
+        weights = self.class_weights[targets]
+        return (weights * losses).sum() / weights.sum()
+
+    def check_finite(self, loss: torch.Tensor, index: torch.Tensor) -> bool:
+        """True when ``loss`` is finite on every rank; otherwise raise (or return False to skip).
+
+        Under DDP the verdict is all-reduced, so that every rank stops (or skips) together.
+        """
+        finite = torch.isfinite(loss.detach()).all().to(torch.int32)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if bool(finite):
+            return True
+        message = (
+            f"Non-finite training loss ({loss.detach().float().item()}) at epoch {self.current_epoch}, "
+            f"global step {self.global_step}, on rank {self.global_rank}; sample indices of the batch: "
+            f"{index.tolist()}. No update was made with it; the last checkpoint is intact."
+        )
+        if self.on_nonfinite == "raise" or self.trainer.world_size > 1:
+            raise NonFiniteLossError(message)
+        self.print(f"Skipping batch. {message}")
+        return False
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int):
+        x, targets, index = batch
+        logits = self(x)
+        losses = self.per_sample_loss(logits, targets)
+        loss = self.reduce(losses, targets, index)
+        if not self.check_finite(loss, index):
+            return None
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
+        self.log("train/acc", (logits.argmax(dim=1) == targets).float().mean(), batch_size=len(targets))
+        return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        torch.manual_seed(sample_seed(self._seed ^ _STEP_STREAM, self.global_step, self.global_rank))
+
+    # ----------------------------------------------------------------------------------------------
+    # Evaluation
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, targets, _ = batch
+        self.val_metrics.update(self(x), targets)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, targets, _ = batch
+        self.test_metrics.update(self(x), targets)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        x, targets, index = batch
+        return {"probs": self(x).float().softmax(dim=1), "target": targets, "index": index}
+
+    def _finish_eval(self, stage: str, metrics: ClassificationMetrics) -> dict[str, Any]:
+        report = metrics.compute()  # synced across ranks
+        metrics.reset()
+        self.reports[stage] = report
+        scalars = {k: report[k] for k in ("acc", "many", "medium", "few", "ece") if k in report}
+        # NaN (an empty shot group) is not logged: TensorBoard plots it as a gap that hides the others.
+        self.log_dict({f"{stage}/{k}": v for k, v in scalars.items() if v == v and k != "acc"})
+        self.log(f"{stage}/acc", scalars["acc"], prog_bar=True)
+        return scalars
+
+    def on_validation_epoch_end(self) -> None:
+        scalars = self._finish_eval("val", self.val_metrics)
+        if self.trainer.sanity_checking:
+            return
+        self.history.append({"epoch": self.current_epoch, **scalars})
+        best = max(self.history, key=lambda record: record["acc"])
+        self.log("val/best_acc", best["acc"], prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test", self.test_metrics)
+
+    # ----------------------------------------------------------------------------------------------
+    # Optimisation
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters handed to the optimizer (all that require gradients by default)."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer.build(self.trainable_parameters())
+        scheduler = self.hparams.lr_schedule.build(optimizer, self.trainer.max_epochs if self._trainer else None)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def configure_callbacks(self):
+        from lt_noise.callbacks import EvaluationFigures, ResultsWriter
+
+        return [ResultsWriter(), EvaluationFigures()]
+
+    # ----------------------------------------------------------------------------------------------
+    # Consistency with the data and with checkpoints
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(datamodule, "num_classes", None)
+        if data_classes is not None and data_classes != self.num_classes:
+            raise ValueError(
+                f"Expected the datamodule to have num_classes={self.num_classes} like the model, but "
+                f"{type(datamodule).__name__} has {data_classes}"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lt_noise"] = {
+            "method": type(self).__qualname__,
+            "num_classes": self.num_classes,
+            "history": list(self.history),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("lt_noise")
+        if saved is None:
+            raise ValueError("Expected an lt-noise checkpoint (with an 'lt_noise' section), but it has none")
+        if saved["num_classes"] != self.num_classes:
+            raise ValueError(
+                f"Expected a checkpoint with num_classes={self.num_classes}, but it was saved with "
+                f"num_classes={saved['num_classes']}"
+            )
+        if saved["method"] != type(self).__qualname__:
+            raise ValueError(
+                f"Expected a checkpoint of method {type(self).__qualname__}, but it was saved by {saved['method']}"
+            )
+        self.history = list(saved["history"])

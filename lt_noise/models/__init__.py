@@ -1,0 +1,38 @@
+"""Backbones (images -> features, with ``feature_dim``) and heads (features -> logits), by name."""
+
+from lt_noise.models import cnn, heads, mlp, resnet, resnet_cifar  # noqa: F401  (register the factories)
+from lt_noise.models.cnn import PlainCNN
+from lt_noise.models.mlp import MLP
+from lt_noise.models.heads import CosineHead, LinearHead
+from lt_noise.models.network import Network
+from lt_noise.models.registry import (
+    BACKBONES,
+    HEADS,
+    available_backbones,
+    available_heads,
+    build_backbone,
+    build_head,
+    register_backbone,
+    register_head,
+)
+from lt_noise.models.resnet import PreActResNet, ResNetFeatures
+from lt_noise.models.resnet_cifar import CifarResNet
+
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "CifarResNet",
+    "CosineHead",
+    "LinearHead",
+    "MLP",
+    "Network",
+    "PlainCNN",
+    "PreActResNet",
+    "ResNetFeatures",
+    "available_backbones",
+    "available_heads",
+    "build_backbone",
+    "build_head",
+    "register_backbone",
+    "register_head",
+]

@@ -1,0 +1,105 @@
+"""Optimizer and learning-rate schedule settings, as small frozen dataclasses a config can spell out::
+
+    model:
+      init_args:
+        optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 2.0e-4}
+        lr_schedule: {name: multistep, milestones: [160, 180], gamma: 0.1, warmup_epochs: 5}
+
+The schedule is a per-epoch multiplicative factor of ``lr`` (a ``LambdaLR`` stepped once per epoch),
+so it is a pure function of the epoch and resumes exactly from a checkpoint:
+
+    factor(e) = warmup(e) * decay(e)
+    warmup(e) = (e + 1) / warmup_epochs for e < warmup_epochs, else 1   (LDAM-DRW's linear warm-up)
+    decay(e)  = 1                                       ("constant")
+              = gamma ** #{m in milestones : m <= e}    ("multistep")
+              = r + (1 - r) (1 + cos(pi t)) / 2,        ("cosine", r = min_lr_ratio,
+                t = (e - warmup_epochs) / (max_epochs - warmup_epochs))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = ["LRSchedule", "OptimizerConfig"]
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """``sgd`` (momentum SGD, optionally Nesterov), ``adam`` or ``adamw``; one weight decay for all parameters."""
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        if self.name not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"Expected optimizer `name` in ('sgd', 'adam', 'adamw'), but got {self.name!r}")
+        if not self.lr > 0:
+            raise ValueError(f"Expected optimizer `lr` > 0, but got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"Expected optimizer `momentum` in [0, 1), but got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"Expected optimizer `weight_decay` >= 0, but got {self.weight_decay}")
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("Expected `nesterov: true` only with name 'sgd' and momentum > 0")
+
+    def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if self.name == "sgd":
+            return torch.optim.SGD(
+                params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay
+            )
+        optimizer = torch.optim.Adam if self.name == "adam" else torch.optim.AdamW
+        return optimizer(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Per-epoch learning-rate factor: linear warm-up, then constant, multi-step or cosine decay."""
+
+    name: Literal["constant", "multistep", "cosine"] = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in ("constant", "multistep", "cosine"):
+            raise ValueError(f"Expected lr_schedule `name` in ('constant', 'multistep', 'cosine'), but got {self.name!r}")
+        if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
+            raise ValueError(f"Expected strictly increasing positive `milestones`, but got {list(self.milestones)}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"Expected lr_schedule `gamma` in (0, 1], but got {self.gamma}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"Expected lr_schedule `warmup_epochs` >= 0, but got {self.warmup_epochs}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"Expected lr_schedule `min_lr_ratio` in [0, 1], but got {self.min_lr_ratio}")
+
+    def factor(self, epoch: int, max_epochs: int | None) -> float:
+        """The multiplier of the base learning rate during (0-based) ``epoch``."""
+        warmup = (epoch + 1) / self.warmup_epochs if epoch < self.warmup_epochs else 1.0
+        if self.name == "multistep":
+            decay = self.gamma ** sum(m <= epoch for m in self.milestones)
+        elif self.name == "cosine":
+            if not max_epochs or max_epochs <= self.warmup_epochs:
+                raise ValueError(
+                    f"Expected trainer `max_epochs` > warmup_epochs={self.warmup_epochs} for a cosine schedule, "
+                    f"but got {max_epochs}"
+                )
+            t = min(max(epoch - self.warmup_epochs, 0) / (max_epochs - self.warmup_epochs), 1.0)
+            decay = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        else:
+            decay = 1.0
+        return warmup * decay
+
+    def build(self, optimizer: torch.optim.Optimizer, max_epochs: int | None) -> LambdaLR:
+        self.factor(0, max_epochs)  # validate the horizon once, at configuration time
+        return LambdaLR(optimizer, lambda epoch: self.factor(epoch, max_epochs))

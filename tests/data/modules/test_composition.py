@@ -1,0 +1,106 @@
+"""The base datamodule's composition: subsampling -> noise -> held-out part, all seeded."""
+
+import numpy as np
+import pytest
+from support.fixtures import write_cifar10, write_mnist_like
+
+from lt_noise.data import imbalance, noise
+from lt_noise.data.modules import CIFAR10DataModule, FashionMNISTDataModule
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fm")
+    written = write_mnist_like(root / "FashionMNIST" / "raw", n_train=2000, n_test=300)
+    return root, written
+
+
+def _dm(root, **kwargs):
+    return FashionMNISTDataModule(root=str(root[0]), num_workers=0, **kwargs)
+
+
+def test_long_tail_then_noise_matches_the_pure_functions(root):
+    dm = _dm(root, imbalance="exp", imbalance_ratio=10, noise="symmetric", noise_rate=0.4, seed=3)
+    labels = root[1]["train"][1]
+    counts = imbalance.long_tailed_counts(200, 10, 10)
+    kept = imbalance.subsample_indices(labels, counts, 3)
+    expected_observed = noise.symmetric_noise(labels[kept], 10, 0.4, 3)
+    np.testing.assert_array_equal(dm.clean_targets, labels[kept])
+    np.testing.assert_array_equal(dm.observed_targets, expected_observed)
+    np.testing.assert_array_equal(dm.is_noisy, expected_observed != labels[kept])
+    assert dm.class_counts == np.bincount(expected_observed, minlength=10).tolist()
+    assert dm.clean_class_counts == counts
+
+
+def test_training_samples_return_observed_labels_and_their_index(root):
+    dm = _dm(root, imbalance="step", imbalance_ratio=5, noise="asymmetric", noise_rate=0.3, augment="none")
+    dataset = dm.train_dataset()
+    for i in (0, 17, len(dataset) - 1):
+        _, y, index = dataset[i]
+        assert index == i and y == dm.observed_targets[i]
+
+
+def test_same_seed_same_data_and_different_seed_different_noise(root):
+    a = _dm(root, noise="symmetric", noise_rate=0.5, seed=1)
+    b = _dm(root, noise="symmetric", noise_rate=0.5, seed=1)
+    c = _dm(root, noise="symmetric", noise_rate=0.5, seed=2)
+    np.testing.assert_array_equal(a.observed_targets, b.observed_targets)
+    assert (a.observed_targets != c.observed_targets).any()
+
+
+def test_the_test_set_is_never_corrupted_or_subsampled(root):
+    dm = _dm(root, imbalance="exp", imbalance_ratio=100, noise="symmetric", noise_rate=0.6)
+    test = dm.test_dataset()
+    assert len(test) == 300
+    np.testing.assert_array_equal(test.labels, root[1]["test"][1])
+
+
+def test_val_fraction_holds_out_a_stratified_part_of_the_noisy_training_set(root):
+    dm = _dm(root, noise="symmetric", noise_rate=0.2, val_fraction=0.1)
+    val = dm.val_dataset()
+    assert len(val) + dm.train_size == 2000 and len(val) == pytest.approx(200, abs=10)
+    assert set(val.positions).isdisjoint(set(dm.train_dataset().positions))
+    default = _dm(root)
+    assert len(default.val_dataset()) == 300, "without a held-out part, validation is the test set"
+
+
+def test_summary_reports_the_realised_noise_rate(root):
+    dm = _dm(root, noise="symmetric", noise_rate=0.4)
+    summary = dm.summary()
+    assert summary["realized_noise_rate"] == pytest.approx(float(dm.is_noisy.mean()))
+    assert 0.3 < summary["realized_noise_rate"] < 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"noise_rate": 1.2, "noise": "symmetric"}, "noise_rate"),
+        ({"noise_rate": -0.1, "noise": "symmetric"}, "noise_rate"),
+        ({"imbalance": "exp", "imbalance_ratio": 0.5}, "imbalance_ratio"),
+        ({"imbalance": "zipf"}, "imbalance"),
+        ({"noise": "pairflip"}, "noise"),
+        ({"noise_rate": 0.3}, "noise_rate"),
+        ({"augment": "mixup"}, "augment"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+    ],
+)
+def test_invalid_settings_are_rejected_with_the_field_name(root, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _dm(root, **kwargs)
+
+
+def test_unknown_flip_map_class_is_rejected(root):
+    dm = _dm(root, noise="asymmetric", noise_rate=0.2, flip_map={3: 12})
+    with pytest.raises(ValueError, match="12"):
+        dm.class_counts
+
+
+def test_cifar10_reads_pickled_batches(tmp_path):
+    written = write_cifar10(tmp_path, n_train=100, n_test=30)
+    dm = CIFAR10DataModule(root=str(tmp_path), augment="none")
+    dataset = dm.train_dataset()
+    x, y, _ = dataset[7]
+    raw = (x.numpy() * np.array(dm.std)[:, None, None] + np.array(dm.mean)[:, None, None]) * 255
+    np.testing.assert_allclose(raw.transpose(1, 2, 0), written["train"][0][7], atol=1e-3)
+    assert y == written["train"][1][7] and len(dm.test_dataset()) == 30
