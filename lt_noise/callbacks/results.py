@@ -53,9 +53,9 @@ class ResultsWriter(Callback):
     """Write ``results.json`` at the end of fit and test (rank 0 only)."""
 
     def _update(self, trainer: L.Trainer, pl_module: L.LightningModule, section: str, payload: dict[str, Any]) -> None:
+        path = results_path(trainer)  # trainer.log_dir is a collective under DDP: every rank asks
         if not trainer.is_global_zero:
             return
-        path = results_path(trainer)
         results = json.loads(path.read_text()) if path.is_file() else {}
         datamodule = trainer.datamodule
         data: dict[str, Any] = dict(getattr(datamodule, "hparams", {}) or {})

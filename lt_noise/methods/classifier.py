@@ -31,6 +31,7 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -121,6 +122,12 @@ class Classifier(L.LightningModule):
         self.noise_rate = float(noise_rate)
         self.on_nonfinite = on_nonfinite
         self.channels_last = channels_last
+        # The settings objects; the saved hyperparameters keep them as plain dicts, so that checkpoints
+        # load with torch.load(weights_only=True) (Lightning's default) and need no class allow-list.
+        self.optimizer_config = optimizer if isinstance(optimizer, OptimizerConfig) else OptimizerConfig(**optimizer)
+        self.lr_schedule = lr_schedule if isinstance(lr_schedule, LRSchedule) else LRSchedule(**lr_schedule)
+        self.hparams["optimizer"] = dataclasses.asdict(self.optimizer_config)
+        self.hparams["lr_schedule"] = dataclasses.asdict(self.lr_schedule)
 
         self.net = Network(self.build_backbone(backbone, backbone_args), nn.Identity())
         self.net.head = self.build_head(head, head_args)
@@ -268,7 +275,7 @@ class Classifier(L.LightningModule):
         scalars = self._finish_eval("val", self.val_metrics)
         if self.trainer.sanity_checking:
             return
-        self.history.append({"epoch": self.current_epoch, **scalars})
+        self.history.append({"epoch": self.current_epoch, **scalars, "num_samples": self.reports["val"]["num_samples"]})
         best = max(self.history, key=lambda record: record["acc"])
         self.log("val/best_acc", best["acc"], prog_bar=True)
 
@@ -282,8 +289,8 @@ class Classifier(L.LightningModule):
         return (p for p in self.parameters() if p.requires_grad)
 
     def configure_optimizers(self):
-        optimizer = self.hparams.optimizer.build(self.trainable_parameters())
-        scheduler = self.hparams.lr_schedule.build(optimizer, self.trainer.max_epochs if self._trainer else None)
+        optimizer = self.optimizer_config.build(self.trainable_parameters())
+        scheduler = self.lr_schedule.build(optimizer, self.trainer.max_epochs if self._trainer else None)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def configure_callbacks(self):

@@ -106,6 +106,9 @@ class LTNoiseDataModule(L.LightningDataModule):
     class_names: ClassVar[tuple[str, ...]] = ()
     # Evaluation uses the ImageNet resize/centre-crop when True (large natural-image benchmarks).
     eval_resize_crop: ClassVar[bool] = False
+    # True when `load_split("val")` reads an official validation split (ImageNet-LT val, Clothing1M clean
+    # val): with `val_fraction=0` it is then the validation set instead of the test set.
+    has_val_split: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -172,11 +175,12 @@ class LTNoiseDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self._built: dict[str, Any] | None = None
         self._test: Split | None = None
+        self._val: Split | None = None
 
     # ----------------------------------------------------------------------------------------------
     # What subclasses provide
     def load_split(self, split: str) -> Split:
-        """Read ``split`` ("train" or "test") from ``self.root`` in the dataset's published format."""
+        """Read ``split`` ("train", "test", or "val" if :attr:`has_val_split`) from ``self.root``."""
         raise NotImplementedError
 
     def observed_labels(self, clean: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -295,6 +299,14 @@ class LTNoiseDataModule(L.LightningDataModule):
             self._test = self.load_split("test")
         return self._test
 
+    def _val_split(self) -> Split | None:
+        """The official validation split, when there is one and no part of the training set is held out."""
+        if not self.has_val_split or self.val_fraction > 0:
+            return None
+        if self._val is None:
+            self._val = self.load_split("val")
+        return self._val
+
     # ----------------------------------------------------------------------------------------------
     # Transforms and datasets (building blocks that methods may use for extra loaders)
     @property
@@ -340,7 +352,11 @@ class LTNoiseDataModule(L.LightningDataModule):
     def val_dataset(self) -> IndexedDataset:
         val = self._build()["val"]
         if val is None:
-            return self.test_dataset()
+            official = self._val_split()
+            if official is None:
+                return self.test_dataset()
+            labels = np.asarray(official.labels, dtype=np.int64)
+            return IndexedDataset(official.images, np.arange(len(labels)), labels, self.eval_transform(), seed=self.seed)
         positions, observed = val
         return IndexedDataset(self._build()["images"], positions, observed, self.eval_transform(), seed=self.seed)
 
@@ -361,6 +377,7 @@ class LTNoiseDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate"):
             self._build()
+            self._val_split()
         if stage in (None, "fit", "validate", "test", "predict"):
             self._test_split()
 
@@ -380,10 +397,12 @@ class LTNoiseDataModule(L.LightningDataModule):
         """Sizes and realised noise of the composed training set (for logs and results files)."""
         built = self._build()
         noisy = self.is_noisy
+        official = self._val_split()
+        val_size = len(built["val"][0]) if built["val"] is not None else 0 if official is None else len(official.labels)
         return {
             "dataset": type(self).__name__,
             "train_size": int(len(built["positions"])),
-            "val_size": 0 if built["val"] is None else int(len(built["val"][0])),
+            "val_size": int(val_size),
             "test_size": int(len(self._test_split().labels)),
             "class_counts": self.class_counts,
             "realized_noise_rate": float(noisy.mean()) if len(noisy) else 0.0,

@@ -1,0 +1,207 @@
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from support.fixtures import write_mnist_like
+from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
+
+from lt_noise.callbacks import DeferredReweighting
+from lt_noise.data.modules import FashionMNISTDataModule
+from lt_noise.losses import class_balanced_weights
+from lt_noise.methods import Classifier, NonFiniteLossError
+from lt_noise.optim import LRSchedule, OptimizerConfig
+
+
+@pytest.fixture(scope="module")
+def fm_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fm")
+    write_mnist_like(root / "FashionMNIST" / "raw", n_train=400, n_test=101)
+    return root
+
+
+def _data(root, **kwargs):
+    options = dict(root=str(root), num_workers=0, batch_size=32, seed=0)
+    options.update(kwargs)
+    return FashionMNISTDataModule(**options)
+
+
+def _model(dm, **kwargs):
+    options = dict(
+        num_classes=10,
+        class_counts=dm.class_counts,
+        input_shape=dm.input_shape,
+        noise_rate=dm.noise_rate,
+        backbone="cnn4",
+        optimizer=OptimizerConfig(lr=0.05),
+        lr_schedule=LRSchedule(name="multistep", milestones=(1,), gamma=0.5),
+    )
+    options.update(kwargs)
+    return Classifier(**options)
+
+
+def _trainer(tmp_path, **kwargs):
+    options = dict(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    options.update(kwargs)
+    return L.Trainer(**options)
+
+
+def test_training_learns_the_fixture(fm_root, tmp_path):
+    L.seed_everything(0)
+    dm = _data(fm_root, augment="none")
+    model = _model(dm)
+    _trainer(tmp_path, max_epochs=3).fit(model, dm)
+    assert model.history[-1]["acc"] > 0.6, model.history
+    assert [r["epoch"] for r in model.history] == [0, 1, 2]
+
+
+def test_default_reduction_is_the_mean_and_class_weights_weight_it(fm_root):
+    model = _model(_data(fm_root))
+    losses = torch.tensor([1.0, 2.0, 4.0])
+    targets = torch.tensor([0, 1, 1])
+    assert model.reduce(losses, targets, torch.arange(3)) == pytest.approx(7 / 3)
+    model.class_weights[1] = 3.0
+    assert model.reduce(losses, targets, torch.arange(3)) == pytest.approx((1 + 3 * 2 + 3 * 4) / 7)
+
+
+def test_drw_sets_class_balanced_weights_from_its_epoch(fm_root, tmp_path):
+    dm = _data(fm_root, imbalance="exp", imbalance_ratio=10)
+    model = _model(dm)
+    seen = []
+
+    class Spy(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append(pl_module.class_weights.clone())
+
+    _trainer(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=0,
+             callbacks=[DeferredReweighting(start_epoch=1, beta=0.999), Spy()]).fit(model, dm)
+    torch.testing.assert_close(seen[0], torch.ones(10))
+    counts = np.array(dm.class_counts, dtype=np.float64)
+    effective = (1 - 0.999) / (1 - 0.999**counts)
+    torch.testing.assert_close(seen[1], torch.tensor(effective / effective.sum() * 10, dtype=torch.float32))
+    torch.testing.assert_close(seen[1], class_balanced_weights(dm.class_counts, 0.999))
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step_and_the_samples(fm_root, tmp_path):
+    dm = _data(fm_root)
+    model = _model(dm)
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    poisoned = torch.nn.Module()
+    poisoned.forward = lambda logits, target: torch.full((len(target),), float("nan"))
+    model.loss_fn = poisoned
+    with pytest.raises(NonFiniteLossError, match=r"global step 0.*sample indices of the batch: \[\d+, \d+"):
+        _trainer(tmp_path, max_steps=2).fit(model, dm)
+    for name, value in model.named_parameters():
+        assert torch.equal(value, before[name]), f"{name} changed"
+    assert all(torch.isfinite(b).all() for b in model.buffers())
+
+
+def test_skip_mode_makes_no_update_from_a_bad_batch_and_goes_on(fm_root, tmp_path):
+    dm = _data(fm_root)
+    model = _model(dm, on_nonfinite="skip")
+    real = model.loss_fn
+    calls = []
+
+    def nan_on_odd_calls(logits, target):
+        calls.append(1)
+        losses = real(logits, target)
+        return losses * float("nan") if len(calls) % 2 else losses
+
+    wrapper = torch.nn.Module()
+    wrapper.forward = nan_on_odd_calls
+    model.loss_fn = wrapper
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    _trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=0).fit(model, dm)
+    assert len(calls) == 1
+    for name, value in model.named_parameters():
+        assert torch.equal(value, before[name]), f"{name} changed by a skipped batch"
+    _trainer(tmp_path, max_epochs=1, limit_train_batches=4, limit_val_batches=0).fit(model, dm)
+    assert len(calls) == 5
+    assert any(not torch.equal(v, before[k]) for k, v in model.named_parameters()), "good batches must update"
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_num_classes_mismatch_between_data_and_model_is_an_error(fm_root, tmp_path):
+    dm = _data(fm_root)
+    model = _model(dm, num_classes=7, class_counts=None)
+    with pytest.raises(ValueError, match="num_classes=7.*has 10"):
+        _trainer(tmp_path, max_steps=1).fit(model, dm)
+
+
+def test_results_json_has_last_best_and_test(fm_root, tmp_path):
+    L.seed_everything(0)
+    dm = _data(fm_root, imbalance="exp", imbalance_ratio=5)
+    model = _model(dm)
+    trainer = _trainer(tmp_path, max_epochs=2)
+    trainer.fit(model, dm)
+    trainer.test(model, dm)
+    results = json.loads((tmp_path / "results.json").read_text())
+    history = results["fit"]["history"]
+    assert len(history) == 2 and results["fit"]["last"] == history[-1]
+    assert results["fit"]["best"]["acc"] == max(r["acc"] for r in history)
+    assert results["test"]["num_samples"] == 101 and len(results["test"]["per_class_acc"]) == 10
+    assert results["data"]["class_counts"] == dm.class_counts and results["method"] == "Classifier"
+
+
+@pytest.mark.slow
+def test_resume_after_an_epoch_gives_the_uninterrupted_weights(fm_root, tmp_path):
+    def make_data():
+        return _data(fm_root, noise="symmetric", noise_rate=0.3, augment="crop_flip")
+
+    def make_model():
+        return _model(make_data(), backbone="cnn4")
+
+    straight, resumed = resume_pair(make_model, make_data, tmp_path, epochs=3, stop_after=1)
+    assert_same_state(straight, resumed)
+
+
+def test_a_checkpoint_of_another_class_count_or_method_is_refused(fm_root, tmp_path):
+    dm = _data(fm_root)
+    trainer = _trainer(tmp_path, max_steps=1, enable_checkpointing=True,
+                       callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    trainer.fit(_model(dm), dm)
+    checkpoint = tmp_path / "last.ckpt"
+
+    class Other(Classifier):
+        pass
+
+    with pytest.raises(ValueError, match="Other, but it was saved by Classifier"):
+        _trainer(tmp_path, max_steps=2).fit(Other(**dict(_model(dm).hparams)), dm, ckpt_path=str(checkpoint))
+    hundred = _model(dm, num_classes=100, class_counts=None)
+    with pytest.raises(ValueError, match="num_classes=100.*num_classes=10"):
+        hundred.on_load_checkpoint(torch.load(checkpoint, weights_only=False))
+
+
+def _cli_config(root):
+    return {
+        "seed_everything": 7,
+        "trainer": {"max_epochs": 2},
+        "model": {
+            "class_path": "lt_noise.methods.Classifier",
+            "init_args": {"backbone": "mlp", "backbone_args": {"hidden": [64]},
+                          "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
+                          "lr_schedule": {"name": "cosine"}},
+        },
+        "data": {
+            "class_path": "lt_noise.data.modules.FashionMNISTDataModule",
+            "init_args": {"root": str(root), "num_workers": 0, "noise": "symmetric", "noise_rate": 0.2,
+                          "imbalance": "exp", "imbalance_ratio": 4, "augment": "crop_flip"},
+        },
+    }
+
+
+@pytest.mark.ddp
+def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path):
+    config = _cli_config(fm_root)
+    single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=32)
+    double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=16)
+    assert single["global_step"] == double["global_step"] > 0
+    assert_same_weights(single, double, atol=2e-5)
+    # evaluation on 2 ranks counted each of the 100 test samples exactly once (gathered confusion matrix)
+    history_one, history_two = single["lt_noise"]["history"], double["lt_noise"]["history"]
+    for a, b in zip(history_one, history_two):
+        assert a["num_samples"] == b["num_samples"] == 101
+        assert a["acc"] == pytest.approx(b["acc"], abs=1e-6)
