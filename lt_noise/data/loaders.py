@@ -16,10 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sized
 
+import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["EpochSampler", "EvalSampler", "make_loader", "world"]
+__all__ = ["ClassAwareSampler", "EpochSampler", "EvalSampler", "SAMPLINGS", "make_loader", "world"]
+
+# Training-set sampling schemes: "instance" (each sample once per epoch), "class_balanced" (class uniform,
+# then instance uniform: Kang et al. 2020's class-balanced sampling for classifier re-training) and
+# "square_root" (class probability proportional to sqrt(n_c), Mahajan et al. 2018 / Kang et al. 2020).
+SAMPLINGS = ("instance", "class_balanced", "square_root")
 
 
 def world() -> tuple[int, int]:
@@ -64,6 +70,50 @@ class EpochSampler(DistributedSampler):
             yield index, epoch
 
 
+class ClassAwareSampler(DistributedSampler):
+    """Class-aware sampling with replacement, ``len(labels)`` draws per epoch, seeded by ``(seed, epoch)``.
+
+    Each draw picks a class c with probability proportional to ``n_c ** power`` (power 0: class-balanced,
+    0.5: square-root sampling) and then a sample of that class uniformly. Draws are padded to a multiple
+    of the world size and sharded by interleaving, like :class:`EpochSampler`, and yielded as
+    ``(index, epoch)`` keys.
+    """
+
+    def __init__(
+        self,
+        labels,
+        *,
+        seed: int,
+        power: float = 0.0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        default_replicas, default_rank = world()
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        super().__init__(
+            range(len(labels)),  # type: ignore[arg-type]
+            num_replicas=default_replicas if num_replicas is None else num_replicas,
+            rank=default_rank if rank is None else rank,
+            shuffle=True,
+            seed=seed,
+        )
+        counts = torch.bincount(labels)
+        present = counts > 0
+        self._order = torch.argsort(labels, stable=True)  # sample indices grouped by class
+        self._offsets = torch.cumsum(counts, 0) - counts
+        self._counts = counts
+        self._probs = torch.where(present, counts.double().pow(power), torch.zeros((), dtype=torch.double))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        classes = torch.multinomial(self._probs, self.total_size, replacement=True, generator=generator)
+        within = (torch.rand(self.total_size, generator=generator, dtype=torch.double) * self._counts[classes]).long()
+        drawn = self._order[self._offsets[classes] + within]
+        epoch = self.epoch
+        for index in drawn[self.rank : self.total_size : self.num_replicas].tolist():
+            yield index, epoch
+
+
 class EvalSampler(DistributedSampler):
     """Sequential, interleaved shards without padding: rank r evaluates samples r, r+W, r+2W, ..."""
 
@@ -91,11 +141,14 @@ def make_loader(
     num_workers: int = 0,
     drop_last: bool = False,
     pin_memory: bool = False,
+    sampler: DistributedSampler | None = None,
 ) -> DataLoader:
-    """A DataLoader with the project's samplers (training: :class:`EpochSampler`, else :class:`EvalSampler`)."""
+    """A DataLoader with the project's samplers (training: :class:`EpochSampler`, else :class:`EvalSampler`,
+    unless a ``sampler`` is given)."""
     if batch_size < 1:
         raise ValueError(f"Expected argument `batch_size` >= 1, but got {batch_size}")
-    sampler = EpochSampler(dataset, seed=seed, drop_last=drop_last) if train else EvalSampler(dataset)
+    if sampler is None:
+        sampler = EpochSampler(dataset, seed=seed, drop_last=drop_last) if train else EvalSampler(dataset)
     return DataLoader(
         dataset,
         batch_size=batch_size,

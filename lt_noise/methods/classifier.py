@@ -44,13 +44,14 @@ from lt_noise.data.datasets import sample_seed
 from lt_noise.data.modules.base import global_seed
 from lt_noise.losses import build_loss
 from lt_noise.metrics import ClassificationMetrics
-from lt_noise.models import Network, build_backbone, build_head
+from lt_noise.models import Network, build_backbone, build_head, last_block
 from lt_noise.optim import LRSchedule, OptimizerConfig
 
 __all__ = ["Classifier", "NonFiniteLossError"]
 
 # The training-step keys of the per-step RNG stream; distinct from the sample-augmentation streams.
 _STEP_STREAM = 0x5EED
+FREEZE_OPTIONS = ("none", "backbone", "backbone_except_last_block")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -76,6 +77,14 @@ class Classifier(L.LightningModule):
         loss_args: hyperparameters of the named loss.
         optimizer: optimizer settings.
         lr_schedule: per-epoch learning-rate schedule.
+        init_from: a checkpoint (a Lightning ``.ckpt`` of any lt-noise method, or a saved state dict of
+            the network) whose weights initialise the network: the second stage of two-stage methods.
+        init_parts: what ``init_from`` loads: the whole network (``"net"``) or only the backbone
+            (``"backbone"``: the head starts fresh, as in classifier re-training).
+        freeze: parameters that do not train: ``"backbone"`` (only the head trains) or
+            ``"backbone_except_last_block"`` (the last block of the backbone and the head train; see
+            :func:`lt_noise.models.last_block`). Frozen modules stay in eval mode, so their batch-norm
+            statistics stay fixed too.
         on_nonfinite: ``"raise"`` stops training at a non-finite loss, naming the step and the batch's
             sample indices; ``"skip"`` skips that batch's update (single process only).
         channels_last: use the channels-last memory format (faster convolutions on recent GPUs).
@@ -97,6 +106,9 @@ class Classifier(L.LightningModule):
         loss_args: dict[str, Any] | None = None,
         optimizer: OptimizerConfig = OptimizerConfig(),
         lr_schedule: LRSchedule = LRSchedule(),
+        init_from: str | None = None,
+        init_parts: Literal["net", "backbone"] = "net",
+        freeze: Literal["none", "backbone", "backbone_except_last_block"] = "none",
         on_nonfinite: Literal["raise", "skip"] = "raise",
         channels_last: bool = False,
         compile: bool = False,
@@ -112,6 +124,10 @@ class Classifier(L.LightningModule):
                 )
         if len(input_shape) != 3:
             raise ValueError(f"Expected `input_shape` (C, H, W), but got {tuple(input_shape)}")
+        if init_parts not in ("net", "backbone"):
+            raise ValueError(f"Expected argument `init_parts` in ('net', 'backbone'), but got {init_parts!r}")
+        if freeze not in FREEZE_OPTIONS:
+            raise ValueError(f"Expected argument `freeze` in {FREEZE_OPTIONS}, but got {freeze!r}")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"Expected argument `on_nonfinite` in ('raise', 'skip'), but got {on_nonfinite!r}")
         ignore = [name for name, value in (("backbone", backbone), ("head", head), ("loss", loss)) if isinstance(value, nn.Module)]
@@ -142,6 +158,9 @@ class Classifier(L.LightningModule):
         # The last computed evaluation report per stage, for figure callbacks.
         self.reports: dict[str, dict[str, Any]] = {}
         self._seed = global_seed(None)
+        if init_from is not None:
+            self.load_network_weights(init_from, parts=init_parts)
+        self.frozen = self._freeze(freeze)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self._compiled = torch.compile(self.net) if compile else None
@@ -171,6 +190,69 @@ class Classifier(L.LightningModule):
                 raise ValueError("Expected no `loss_args` with a loss module instance")
             return loss
         return build_loss(loss, num_classes=self.num_classes, class_counts=self.class_counts, **(args or {}))
+
+    # ----------------------------------------------------------------------------------------------
+    # Two-stage training: initial weights and frozen parts
+    def load_network_weights(self, path: str, *, parts: str = "net") -> None:
+        """Load the network's weights (``parts="net"``) or the backbone's (``"backbone"``) from ``path``.
+
+        ``path`` is a Lightning checkpoint of an lt-noise method (its ``net.*`` entries are used) or a
+        state dict of a :class:`~lt_noise.models.Network`. Shapes must match; a mismatch names the entry.
+        """
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"Expected a checkpoint to initialise from at {path!r}, but found none") from error
+        except Exception as error:  # unpickling errors come in many types
+            raise ValueError(f"Could not read checkpoint {path!r} to initialise from: {error}") from error
+        state = saved.get("state_dict", saved) if isinstance(saved, dict) else None
+        if not isinstance(state, dict):
+            raise ValueError(f"Expected a Lightning checkpoint or a state dict in {path!r}")
+        if any(key.startswith("net.") for key in state):
+            state = {key[len("net.") :]: value for key, value in state.items() if key.startswith("net.")}
+        target: nn.Module = self.net
+        if parts == "backbone":
+            state = {key[len("backbone.") :]: v for key, v in state.items() if key.startswith("backbone.")}
+            target = self.net.backbone
+        own = target.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(
+                f"Checkpoint {path!r} does not match this model's {parts}: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]} (of {len(missing)} and {len(unexpected)})"
+            )
+        for key, value in state.items():
+            if value.shape != own[key].shape:
+                raise ValueError(
+                    f"Checkpoint {path!r} entry {key!r} has shape {tuple(value.shape)}, but this model's has "
+                    f"{tuple(own[key].shape)} (num_classes or backbone differ?)"
+                )
+        target.load_state_dict(state)
+
+    def _freeze(self, freeze: str) -> list[nn.Module]:
+        if freeze == "none":
+            return []
+        keep_training = [] if freeze == "backbone" else list(last_block(self.net.backbone).parameters())
+        kept = {id(p) for p in keep_training}
+        for parameter in self.net.backbone.parameters():
+            parameter.requires_grad_(id(parameter) in kept)
+        # Modules with no trainable parameter left (and their batch-norm statistics) stay in eval mode,
+        # from now on and whenever the model is switched back to training mode (see `train`).
+        frozen = [
+            module
+            for module in self.net.backbone.modules()
+            if not any(p.requires_grad for p in module.parameters()) and any(True for _ in module.parameters())
+        ]
+        for module in frozen:
+            module.eval()
+        return frozen
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        for module in getattr(self, "frozen", ()):
+            module.eval()
+        return self
 
     # ----------------------------------------------------------------------------------------------
     # The network

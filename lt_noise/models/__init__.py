@@ -4,7 +4,7 @@ from lt_noise.models import cnn, heads, mlp, resnet, resnet_cifar  # noqa: F401 
 from lt_noise.models.cnn import PlainCNN
 from lt_noise.models.mlp import MLP
 from lt_noise.models.heads import CosineHead, LinearHead
-from lt_noise.models.network import Network
+from lt_noise.models.network import Network, last_block
 from lt_noise.models.registry import (
     BACKBONES,
     HEADS,
@@ -33,6 +33,7 @@ __all__ = [
     "available_heads",
     "build_backbone",
     "build_head",
+    "last_block",
     "register_backbone",
     "register_head",
 ]

@@ -63,6 +63,10 @@ class PlainCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
 
+    def last_block(self) -> nn.Module:
+        """The top feature layer (FC-BN-ReLU), fine-tuned with the head in second training stages."""
+        return self.fc
+
 
 @register_backbone("cnn4")
 def cnn4(in_channels: int = 1, image_size: int = 28) -> PlainCNN:

@@ -31,6 +31,10 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    def last_block(self) -> nn.Module:
+        """The last hidden linear layer."""
+        return self.layers[-2]
+
 
 @register_backbone("mlp")
 def mlp(in_channels: int = 1, image_size: int = 28, hidden: Sequence[int] = (256,)) -> MLP:

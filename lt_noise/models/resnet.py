@@ -39,6 +39,10 @@ class ResNetFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def last_block(self) -> nn.Module:
+        """The last residual stage, ``layer4`` ("LB" of the decoupling and ABSGD papers)."""
+        return self.body.layer4
+
 
 @register_backbone("resnet10")
 def resnet10(in_channels: int = 3, image_size: int = 224) -> ResNetFeatures:
@@ -89,17 +93,23 @@ class PreActResNet(nn.Module):
     def __init__(self, layers: list[int], in_channels: int = 3) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        blocks, channels = [], 64
+        stages, channels = [], 64
         for i, (width, depth) in enumerate(zip((64, 128, 256, 512), layers)):
+            blocks = []
             for j in range(depth):
                 blocks.append(_PreActBlock(channels, width, stride=2 if (i > 0 and j == 0) else 1))
                 channels = width
-        self.blocks = nn.Sequential(*blocks)
+            stages.append(nn.Sequential(*blocks))
+        self.blocks = nn.Sequential(*stages)
         self.bn = nn.BatchNorm2d(channels)
         self.feature_dim = channels
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def last_block(self) -> nn.Module:
+        """The last residual stage and the final batch norm."""
+        return nn.ModuleList([self.blocks[-1], self.bn])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn(self.blocks(self.stem(x))))

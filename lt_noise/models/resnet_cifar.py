@@ -69,6 +69,10 @@ class CifarResNet(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight)
 
+    def last_block(self) -> nn.Module:
+        """The last residual stage (width 64)."""
+        return self.layer3
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)

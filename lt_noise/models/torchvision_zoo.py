@@ -23,6 +23,13 @@ class TorchvisionBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.model(x), 1)
 
+    def last_block(self) -> nn.Module:
+        """``layer4`` for ResNet-like models, else the last top-level child that has parameters."""
+        if hasattr(self.model, "layer4"):
+            return self.model.layer4
+        with_parameters = [m for m in self.model.children() if any(True for _ in m.parameters())]
+        return with_parameters[-1]
+
 
 def _strip_last_linear(model: nn.Module, name: str) -> int:
     last = None

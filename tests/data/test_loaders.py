@@ -54,3 +54,31 @@ def test_make_loader_rejects_a_non_positive_batch_size():
 
     with pytest.raises(ValueError, match="batch_size"):
         make_loader(list(range(3)), batch_size=0, train=True)
+
+
+def test_class_balanced_sampling_draws_classes_uniformly_and_replays_per_epoch():
+    from lt_noise.data.loaders import ClassAwareSampler
+
+    labels = torch.tensor([0] * 900 + [1] * 90 + [2] * 10)
+    sampler = ClassAwareSampler(labels, seed=4, power=0.0, num_replicas=1, rank=0)
+    sampler.set_epoch(3)
+    drawn = torch.tensor([index for index, _ in sampler])
+    assert len(drawn) == 1000
+    shares = torch.bincount(labels[drawn], minlength=3).double() / 1000
+    torch.testing.assert_close(shares, torch.full((3,), 1 / 3, dtype=torch.double), atol=0.05, rtol=0)
+    again = ClassAwareSampler(labels, seed=4, power=0.0, num_replicas=1, rank=0)
+    again.set_epoch(3)
+    assert [i for i, _ in again] == drawn.tolist()
+    square_root = ClassAwareSampler(labels, seed=4, power=0.5, num_replicas=1, rank=0)
+    shares = torch.bincount(labels[[i for i, _ in square_root]], minlength=3).double() / 1000
+    expected = torch.tensor([30.0, 90**0.5, 10**0.5], dtype=torch.double)
+    torch.testing.assert_close(shares, expected / expected.sum(), atol=0.05, rtol=0)
+
+
+def test_class_aware_shards_interleave_the_single_process_draws():
+    from lt_noise.data.loaders import ClassAwareSampler
+
+    labels = torch.arange(30) % 3
+    single = [i for i, _ in ClassAwareSampler(labels, seed=1, num_replicas=1, rank=0)]
+    shards = [[i for i, _ in ClassAwareSampler(labels, seed=1, num_replicas=2, rank=r)] for r in range(2)]
+    assert shards[0] == single[0::2] and shards[1] == single[1::2]

@@ -205,3 +205,43 @@ def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path):
     for a, b in zip(history_one, history_two):
         assert a["num_samples"] == b["num_samples"] == 101
         assert a["acc"] == pytest.approx(b["acc"], abs=1e-6)
+
+
+def test_init_from_loads_the_network_or_only_the_backbone(fm_root, tmp_path):
+    dm = _data(fm_root)
+    trainer = _trainer(tmp_path, max_steps=2, enable_checkpointing=True,
+                       callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    source = _model(dm)
+    trainer.fit(source, dm)
+    checkpoint = str(tmp_path / "last.ckpt")
+    whole = _model(dm, init_from=checkpoint)
+    for (name, a), b in zip(source.net.state_dict().items(), whole.net.state_dict().values()):
+        assert torch.equal(a, b), name
+    L.seed_everything(99)
+    fresh_head = _model(dm, init_from=checkpoint, init_parts="backbone")
+    assert torch.equal(fresh_head.net.backbone.fc[1].weight, source.net.backbone.fc[1].weight)
+    assert not torch.equal(fresh_head.net.head.weight, source.net.head.weight)
+    torch.save(source.net.state_dict(), tmp_path / "net.pt")
+    from_state_dict = _model(dm, init_from=str(tmp_path / "net.pt"))
+    assert torch.equal(from_state_dict.net.head.bias, source.net.head.bias)
+    with pytest.raises(ValueError, match="shape"):
+        _model(dm, num_classes=7, class_counts=None, init_from=checkpoint)
+    with pytest.raises(ValueError, match="does not match"):
+        _model(dm, backbone="mlp", init_from=checkpoint)
+    with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
+        _model(dm, init_from=str(tmp_path / "nowhere.ckpt"))
+
+
+@pytest.mark.parametrize("freeze", ["backbone", "backbone_except_last_block"])
+def test_frozen_parts_keep_their_weights_and_batch_norm_statistics(fm_root, tmp_path, freeze):
+    dm = _data(fm_root)
+    model = _model(dm, freeze=freeze)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=0).fit(model, dm)
+    after = model.state_dict()
+    trained_prefixes = ["net.head."] + (["net.backbone.fc."] if freeze == "backbone_except_last_block" else [])
+    for name, value in after.items():
+        if not name.startswith("net."):
+            continue
+        should_change = any(name.startswith(p) for p in trained_prefixes)
+        assert torch.equal(value, before[name]) != should_change, f"{name}: changed={not torch.equal(value, before[name])}"

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from lt_noise.data import imbalance as imbalance_lib
 from lt_noise.data import noise as noise_lib
 from lt_noise.data.datasets import IndexedDataset
-from lt_noise.data.loaders import make_loader
+from lt_noise.data.loaders import SAMPLINGS, ClassAwareSampler, make_loader
 from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_train_transform
 
 __all__ = ["DatasetNotFoundError", "LTNoiseDataModule", "Split", "global_seed"]
@@ -95,6 +95,9 @@ class LTNoiseDataModule(L.LightningDataModule):
         download: download with torchvision where a downloader exists.
         drop_last: drop the last incomplete training batch.
         pin_memory: pin host memory for faster host-to-GPU copies.
+        sampling: training sampling: ``"instance"`` (each sample once per epoch), ``"class_balanced"``
+            or ``"square_root"`` (class-aware, with replacement, by observed label; see
+            :data:`lt_noise.data.loaders.SAMPLINGS`), e.g. for decoupled classifier re-training.
     """
 
     num_classes: ClassVar[int] = 0
@@ -132,6 +135,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         download: bool = False,
         drop_last: bool = False,
         pin_memory: bool = False,
+        sampling: str = "instance",
     ) -> None:
         super().__init__()
         if imbalance not in IMBALANCE_KINDS:
@@ -153,6 +157,8 @@ class LTNoiseDataModule(L.LightningDataModule):
                 raise ValueError(f"Expected argument `{name}` >= 1, but got {value}")
         if num_workers < 0:
             raise ValueError(f"Expected argument `num_workers` >= 0, but got {num_workers}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"Expected argument `sampling` in {SAMPLINGS}, but got {sampling!r}")
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
@@ -173,6 +179,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         self.download = download
         self.drop_last = drop_last
         self.pin_memory = pin_memory
+        self.sampling = sampling
         self._built: dict[str, Any] | None = None
         self._test: Split | None = None
         self._val: Split | None = None
@@ -360,8 +367,8 @@ class LTNoiseDataModule(L.LightningDataModule):
         positions, observed = val
         return IndexedDataset(self._build()["images"], positions, observed, self.eval_transform(), seed=self.seed)
 
-    def loader(self, dataset, *, train: bool, batch_size: int | None = None) -> DataLoader:
-        """A loader with the project's samplers and this datamodule's worker settings."""
+    def loader(self, dataset, *, train: bool, batch_size: int | None = None, sampler=None) -> DataLoader:
+        """A loader with the project's samplers (or ``sampler``) and this datamodule's worker settings."""
         return make_loader(
             dataset,
             batch_size=batch_size or (self.batch_size if train else self.eval_batch_size),
@@ -370,6 +377,7 @@ class LTNoiseDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             drop_last=self.drop_last and train,
             pin_memory=self.pin_memory,
+            sampler=sampler,
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -382,7 +390,11 @@ class LTNoiseDataModule(L.LightningDataModule):
             self._test_split()
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader(self.train_dataset(), train=True)
+        sampler = None
+        if self.sampling != "instance":
+            power = 0.0 if self.sampling == "class_balanced" else 0.5
+            sampler = ClassAwareSampler(self.observed_targets, seed=self.seed, power=power)
+        return self.loader(self.train_dataset(), train=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self.val_dataset(), train=False)
