@@ -12,9 +12,10 @@ read-only; a path becomes a Python string only for the moment its image is opene
 - :class:`PathTable` holds the paths; :meth:`PathTable.fixed_width` turns them into a NumPy ``S`` array
   for sorting and joining (Clothing1M's key -> label files).
 - :class:`ImageFiles` is the ``images`` sequence of a :class:`~lt_noise.data.modules.base.Split`: item
-  ``i`` is the decoded RGB image (an (H, W, 3) uint8 array) of path ``i`` under ``root``. A missing, truncated or undecodable image
-  raises :class:`ImageReadError` naming the file and the dataset's expected layout; the exception
-  survives the trip from a worker process to the main process (it takes a single message argument).
+  ``i`` is the decoded RGB image (an (H, W, 3) uint8 array) of path ``i`` under ``root``. A missing,
+  truncated or undecodable image raises :class:`ImageReadError` naming the file and the dataset's
+  expected layout; the exception survives the trip from a worker process to the main process (it takes
+  a single message argument).
   Datamodules call :meth:`ImageFiles.first_missing` on a few files at load time, so that a dataset whose
   images were never extracted fails in ``setup`` with a ``DatasetNotFoundError``, not in the first batch.
 """

@@ -9,6 +9,8 @@ Training pipelines, by name (``augment``):
 - ``"crop"``: the random padded crop alone (for digits, where a flip changes the class).
 - ``"imagenet"``: random resized crop to ``image_size``, flip and colour jitter (0.4, 0.4, 0.4), the
   standard ImageNet-LT / iNaturalist / WebVision training pipeline.
+- ``"resize_crop_flip"``: resize the short side to 256/224 of ``image_size``, random crop, flip, no
+  jitter: the Clothing1M and mini-WebVision setting of DivideMix (and ABSGD's Clothing1M runs).
 
 Options on top: ``autoaugment`` (a torchvision AutoAugment policy name: ``"cifar10"``, ``"imagenet"``,
 ``"svhn"``) and ``cutout`` (side in pixels of the square of DeVries & Taylor 2017, applied after
@@ -26,7 +28,7 @@ from torchvision.transforms import v2
 
 __all__ = ["AUGMENTATIONS", "Cutout", "build_train_transform", "build_eval_transform"]
 
-AUGMENTATIONS = ("none", "flip", "crop", "crop_flip", "imagenet")
+AUGMENTATIONS = ("none", "flip", "crop", "crop_flip", "imagenet", "resize_crop_flip")
 AUTOAUGMENT_POLICIES = {
     "cifar10": v2.AutoAugmentPolicy.CIFAR10,
     "imagenet": v2.AutoAugmentPolicy.IMAGENET,
@@ -92,12 +94,14 @@ def build_train_transform(
     steps: list[nn.Module] = []
     if augment in ("crop", "crop_flip"):
         steps.append(v2.RandomCrop(image_size, padding=padding))
+    if augment == "resize_crop_flip":
+        steps += [v2.Resize(round(image_size * RESIZE_RATIO), antialias=True), v2.RandomCrop(image_size)]
     if augment == "imagenet":
         steps += [
             v2.RandomResizedCrop(image_size, antialias=True),
             v2.ColorJitter(COLOR_JITTER, COLOR_JITTER, COLOR_JITTER),
         ]
-    if augment in ("flip", "crop_flip", "imagenet"):
+    if augment in ("flip", "crop_flip", "imagenet", "resize_crop_flip"):
         steps.append(v2.RandomHorizontalFlip())
     if autoaugment is not None:
         steps.append(v2.AutoAugment(AUTOAUGMENT_POLICIES[autoaugment]))

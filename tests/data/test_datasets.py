@@ -65,3 +65,17 @@ def test_to_image_tensor_layouts():
 def test_mismatched_positions_and_labels_are_rejected():
     with pytest.raises(ValueError, match="equal length"):
         IndexedDataset(np.zeros((3, 2, 2), dtype=np.uint8), np.arange(3), np.arange(2))
+
+
+def test_resize_crop_flip_gives_the_crop_size():
+    from lt_noise.data.transforms import build_train_transform
+
+    transform = build_train_transform(augment="resize_crop_flip", image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    out = transform(torch.zeros(3, 50, 70, dtype=torch.uint8))
+    assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+
+
+def test_main_process_transforms_restore_the_thread_count():
+    threads = torch.get_num_threads()
+    _dataset(v2.RandomHorizontalFlip())[(0, 0)]
+    assert torch.get_num_threads() == threads

@@ -91,7 +91,8 @@ def write_oltr(root: Path, prefix: str, *, train_counts: Sequence[int], val_per_
                 paths.append(f"{folder}/{wnid}/{wnid}_{split}{i}.JPEG")
             else:
                 category = f"category{int(label):03d}"
-                paths.append(f"val_256/Places365_val_{i:08d}.jpg" if split == "test" else f"data_256/{category[0]}/{category}/{split}{i:08d}.jpg")
+                train_path = f"data_256/{category[0]}/{category}/{split}{i:08d}.jpg"
+                paths.append(f"val_256/Places365_val_{i:08d}.jpg" if split == "test" else train_path)
         _write_images(root, paths, labels, num_classes, size, seed + offset)
         listed = [("/" + p) if leading_slash else p for p in paths]
         write_list(root / prefix / f"{prefix}_{split}.txt", listed, labels)
@@ -108,7 +109,10 @@ def write_inat2018(root: Path, *, train_counts: Sequence[int], val_per_class: in
     num_classes = len(train_counts)
     categories = [{"id": 10 * c, "name": f"species {c}", "supercategory": "Plantae"} for c in reversed(range(num_classes))]
     written = {}
-    plan = {"train": labels_from_counts(train_counts, seed), "test": labels_from_counts([val_per_class] * num_classes, seed + 1)}
+    plan = {
+        "train": labels_from_counts(train_counts, seed),
+        "test": labels_from_counts([val_per_class] * num_classes, seed + 1),
+    }
     rng = np.random.default_rng(seed)
     for offset, (split, labels) in enumerate(plan.items()):
         images, annotations, paths = [], [], []
@@ -195,7 +199,7 @@ def write_clothing1m(root: Path, *, noisy_per_class: int = 3, clean_per_class: i
     per_split = num_classes * clean_per_class
     for j, split in enumerate(("clean_train", "val", "test")):
         part = slice(j * per_split, (j + 1) * per_split)
-        name = {"clean_train": "clean_train_key_list.txt", "val": "clean_val_key_list.txt", "test": "clean_test_key_list.txt"}[split]
+        name = {"clean_train": "clean_train", "val": "clean_val", "test": "clean_test"}[split] + "_key_list.txt"
         write_list(text / name, clean_keys[part])
         written[split] = (clean_keys[part], clean_labels[part])
     return written

@@ -3,6 +3,7 @@
 from lt_noise.data.modules.base import DatasetNotFoundError, LTNoiseDataModule, Split
 from lt_noise.data.modules.cifar import CIFAR10DataModule, CIFAR100DataModule
 from lt_noise.data.modules.mnist import FashionMNISTDataModule, MNISTDataModule
+from lt_noise.data.modules.synthetic import SyntheticDataModule
 from lt_noise.data.modules.animal10n import Animal10NDataModule
 from lt_noise.data.modules.clothing1m import Clothing1MDataModule
 from lt_noise.data.modules.image_list import ImageListDataModule
@@ -25,4 +26,5 @@ __all__ = [
     "MiniWebVisionDataModule",
     "PlacesLTDataModule",
     "Split",
+    "SyntheticDataModule",
 ]

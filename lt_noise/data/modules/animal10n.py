@@ -55,7 +55,10 @@ class Animal10NDataModule(ImageFileDataModule):
         "  <root>/testing/<label>_<id>.jpg    (5,000 JPEGs)\n"
         "  (also searched: <root>/animal10n/, <root>/ANIMAL-10N/)"
     )
-    source = "request and download raw_image_ver.zip from https://dm.kaist.ac.kr/datasets/animal-10n/ and unzip it into <root>"
+    source = (
+        "request and download raw_image_ver.zip from https://dm.kaist.ac.kr/datasets/animal-10n/ and unzip it "
+        "into <root>"
+    )
 
     def _folder(self, split: str) -> Path:
         name = _FOLDERS[split]

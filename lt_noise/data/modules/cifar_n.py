@@ -44,7 +44,8 @@ SOURCE = "download data/{name} from https://github.com/UCSC-REAL/cifar-10-100n (
 def _numpy_safe_globals() -> list:
     """The globals a pickled dict of NumPy integer arrays needs, under both NumPy 1 and 2 module names."""
     reconstruct = np._core.multiarray._reconstruct  # type: ignore[attr-defined]
-    dtype_classes = [type(np.dtype(code)) for code in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")]
+    codes = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+    dtype_classes = [type(np.dtype(code)) for code in codes]
     return [
         np.ndarray,
         np.dtype,
@@ -54,7 +55,9 @@ def _numpy_safe_globals() -> list:
     ]
 
 
-def find_human_labels_file(root: Path, dataset: str, explicit: str | None, batches_folder: str) -> tuple[Path | None, list[Path]]:
+def find_human_labels_file(
+    root: Path, dataset: str, explicit: str | None, batches_folder: str
+) -> tuple[Path | None, list[Path]]:
     """(the label file or None, the candidates searched): ``explicit`` (as given, then under ``root``), or
     ``<root>/<file>``, ``<root>/CIFAR-N/<file>``, ``<root>/<batches folder>/<file>``, ``<root>/cifar-10-100n/data/<file>``."""
     name = HUMAN_LABEL_FILES[dataset]
@@ -62,7 +65,9 @@ def find_human_labels_file(root: Path, dataset: str, explicit: str | None, batch
         given = Path(explicit).expanduser()
         candidates = [given] if given.is_absolute() else [given, root / given]
     else:
-        candidates = [root / name, root / "CIFAR-N" / name, root / batches_folder / name, root / "cifar-10-100n" / "data" / name]
+        candidates = [
+            root / name, root / "CIFAR-N" / name, root / batches_folder / name, root / "cifar-10-100n" / "data" / name
+        ]
     found = next((path for path in candidates if path.is_file()), None)
     return found, candidates
 

@@ -218,7 +218,9 @@ class ImageListDataModule(ImageNetStyleDataModule):
             return labels.astype(np.int64)
         if names is None:
             raise self.not_found(
-                [where], f"Expected integer labels in the {split} split like the training split, but got names such as {labels[0]!r}"
+                [where],
+                f"Expected integer labels in the {split} split like the training split, but got names such as "
+                f"{labels[0]!r}",
             )
         unique, inverse = np.unique(labels, return_inverse=True)
         position = {name: i for i, name in enumerate(names)}

@@ -93,7 +93,9 @@ class INaturalist2018DataModule(ImageNetStyleDataModule):
             annotated = np.array([a["image_id"] for a in data["annotations"]], dtype=np.int64)
             categories = np.array([a["category_id"] for a in data["annotations"]], dtype=np.int64)
         except (KeyError, TypeError) as error:
-            raise self.not_found([where], f"Expected images[].id/file_name and annotations[].image_id/category_id: {error!r}") from error
+            raise self.not_found(
+                [where], f"Expected images[].id/file_name and annotations[].image_id/category_id: {error!r}"
+            ) from error
         if split == "train":
             listed = data.get("categories") or [{"id": int(c)} for c in np.unique(categories)]
             order = sorted(range(len(listed)), key=lambda i: listed[i]["id"])

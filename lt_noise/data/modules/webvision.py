@@ -145,7 +145,9 @@ class MiniWebVisionDataModule(ImageNetStyleDataModule):
             index = {wnid: i for i, wnid in enumerate(order)}
             unknown = [name for name in class_dirs if name not in index]
             if unknown:
-                raise self.not_found([folder / unknown[0]], f"Class folder {unknown[0]!r} is not a synset of info/synsets.txt")
+                raise self.not_found(
+                    [folder / unknown[0]], f"Class folder {unknown[0]!r} is not a synset of info/synsets.txt"
+                )
         files: list[str] = []
         labels: list[int] = []
         for name in class_dirs:
@@ -158,4 +160,5 @@ class MiniWebVisionDataModule(ImageNetStyleDataModule):
             labels += [label] * len(images)
         if not files:
             raise self.not_found([folder], f"Expected image folders of classes 0..{self._num_classes - 1} in {folder}")
-        return Split(images=self.image_files(folder, PathTable.from_strings(files)), labels=np.array(labels, dtype=np.int64))
+        images = self.image_files(folder, PathTable.from_strings(files))
+        return Split(images=images, labels=np.array(labels, dtype=np.int64))
