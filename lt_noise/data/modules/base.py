@@ -98,6 +98,9 @@ class LTNoiseDataModule(L.LightningDataModule):
         sampling: training sampling: ``"instance"`` (each sample once per epoch), ``"class_balanced"``
             or ``"square_root"`` (class-aware, with replacement, by observed label; see
             :data:`lt_noise.data.loaders.SAMPLINGS`), e.g. for decoupled classifier re-training.
+        max_train_per_class: keep at most this many training samples of each class (seeded), before the
+            imbalance profile, which then starts from this cap: a smaller, CPU-sized version of a
+            benchmark (None = all).
     """
 
     num_classes: ClassVar[int] = 0
@@ -136,6 +139,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         drop_last: bool = False,
         pin_memory: bool = False,
         sampling: str = "instance",
+        max_train_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if imbalance not in IMBALANCE_KINDS:
@@ -157,6 +161,8 @@ class LTNoiseDataModule(L.LightningDataModule):
                 raise ValueError(f"Expected argument `{name}` >= 1, but got {value}")
         if num_workers < 0:
             raise ValueError(f"Expected argument `num_workers` >= 0, but got {num_workers}")
+        if max_train_per_class is not None and max_train_per_class < 1:
+            raise ValueError(f"Expected argument `max_train_per_class` >= 1 or None, but got {max_train_per_class}")
         if sampling not in SAMPLINGS:
             raise ValueError(f"Expected argument `sampling` in {SAMPLINGS}, but got {sampling!r}")
         self.save_hyperparameters()
@@ -180,6 +186,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         self.drop_last = drop_last
         self.pin_memory = pin_memory
         self.sampling = sampling
+        self.max_train_per_class = max_train_per_class
         self._built: dict[str, Any] | None = None
         self._test: Split | None = None
         self._val: Split | None = None
@@ -251,13 +258,17 @@ class LTNoiseDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------------------------------------
     # Composition
     def _subsample(self, labels: np.ndarray) -> np.ndarray:
+        kept = np.arange(len(labels), dtype=np.int64)
+        if self.max_train_per_class is not None:
+            capped = np.minimum(np.bincount(labels, minlength=self.num_classes), self.max_train_per_class)
+            kept = imbalance_lib.subsample_indices(labels, capped.tolist(), self.seed)
         if self.imbalance == "none" or self.imbalance_ratio == 1.0:
-            return np.arange(len(labels), dtype=np.int64)
-        n_max = int(np.bincount(labels, minlength=self.num_classes).max())
+            return kept
+        n_max = int(np.bincount(labels[kept], minlength=self.num_classes).max())
         counts = imbalance_lib.imbalance_counts(
             self.imbalance, n_max, self.num_classes, self.imbalance_ratio, minority_fraction=self.minority_fraction
         )
-        return imbalance_lib.subsample_indices(labels, counts, self.seed)
+        return kept[imbalance_lib.subsample_indices(labels[kept], counts, self.seed)]
 
     def _hold_out(self, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stratified (by observed label) split of training positions into (train, val) parts."""

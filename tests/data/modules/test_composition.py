@@ -104,3 +104,14 @@ def test_cifar10_reads_pickled_batches(tmp_path):
     raw = (x.numpy() * np.array(dm.std)[:, None, None] + np.array(dm.mean)[:, None, None]) * 255
     np.testing.assert_allclose(raw.transpose(1, 2, 0), written["train"][0][7], atol=1e-3)
     assert y == written["train"][1][7] and len(dm.test_dataset()) == 30
+
+
+def test_max_train_per_class_caps_before_the_long_tail(root):
+    dm = _dm(root, max_train_per_class=50, imbalance="exp", imbalance_ratio=10, seed=2)
+    assert dm.clean_class_counts == imbalance.long_tailed_counts(50, 10, 10)
+    labels = root[1]["train"][1]
+    capped = imbalance.subsample_indices(labels, [50] * 10, 2)
+    expected = capped[imbalance.subsample_indices(labels[capped], imbalance.long_tailed_counts(50, 10, 10), 2)]
+    np.testing.assert_array_equal(dm.clean_targets, labels[expected])
+    with pytest.raises(ValueError, match="max_train_per_class"):
+        _dm(root, max_train_per_class=0)
