@@ -1,0 +1,317 @@
+"""Reproduction sweeps: run a table's rows x columns x seeds with ``lt-noise fit``, resume an interrupted
+sweep, and aggregate the runs' ``results.json`` into markdown / CSV tables beside the paper's numbers.
+
+A *table file* (YAML, in ``tools/tables/``) says what to run and what the paper reported::
+
+    name: pal_table3_cifar10
+    caption: "PAL Table 3: CIFAR-10, symmetric noise, test accuracy (%)"
+    metric: last_acc              # last_acc | best_acc | test_acc | many | medium | few
+    seeds: [0, 1, 2]
+    base: {trainer: {max_epochs: 120}}      # optional overrides applied to every run
+    rows:                          # methods: a config and optional overrides
+      CE: {config: configs/apl_cifar10_ce.yaml}
+      CE+FNPAL: {config: configs/pal_cifar10_ce_fnpal.yaml}
+    columns:                       # settings: overrides by dotted key
+      "0.2": {data.init_args.noise: symmetric, data.init_args.noise_rate: 0.2}
+      "0.4": {data.init_args.noise: symmetric, data.init_args.noise_rate: 0.4}
+    paper:                         # the paper's numbers, transcribed once (row -> column -> value)
+      CE: {"0.2": 86.98, "0.4": 81.88}
+
+Each run gets its own directory ``<out>/<row>/<column>/seed<k>/`` with the merged ``config.yaml``, the
+TensorBoard logs, ``checkpoints/last.ckpt`` and ``results.json``. A run whose ``results.json`` holds a
+``fit`` section is finished and never redone; a run with a ``last.ckpt`` but no results is resumed from
+it (``--ckpt_path``); anything else starts from scratch. ``shard=(i, n)`` runs every n-th run starting at
+i, for array jobs on a cluster.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "METRICS",
+    "Run",
+    "Table",
+    "aggregate",
+    "collect",
+    "load_table",
+    "markdown_table",
+    "plan_runs",
+    "run_sweep",
+    "write_csv",
+]
+
+# Where each reported metric lives in results.json (section, key); accuracies are reported in percent.
+METRICS = {
+    "last_acc": ("fit.last", "acc"),
+    "best_acc": ("fit.best", "acc"),
+    "test_acc": ("test", "acc"),
+    "many": ("fit.last", "many"),
+    "medium": ("fit.last", "medium"),
+    "few": ("fit.last", "few"),
+    "ece": ("fit.last", "ece"),
+}
+RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    caption: str
+    rows: dict[str, dict[str, Any]]
+    columns: dict[str, dict[str, Any]]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    metric: str = "last_acc"
+    extra_metrics: tuple[str, ...] = ()
+    base: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)
+    source: Path | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    row: str
+    column: str
+    seed: int
+    config: Path
+    overrides: dict[str, Any]
+    directory: Path
+
+
+def load_table(path: str | os.PathLike) -> Table:
+    """Read and validate a table file (see the module docstring)."""
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict):
+        raise ValueError(f"Expected a mapping in table file {path}, but got {type(spec).__name__}")
+    for key in ("name", "rows", "columns"):
+        if key not in spec:
+            raise ValueError(f"Expected key {key!r} in table file {path}")
+    metric = spec.get("metric", "last_acc")
+    extra = tuple(spec.get("extra_metrics", ()))
+    for name in (metric, *extra):
+        if name not in METRICS:
+            raise ValueError(f"Expected metrics from {sorted(METRICS)} in {path}, but got {name!r}")
+    rows = {str(k): dict(v or {}) for k, v in spec["rows"].items()}
+    for row, settings in rows.items():
+        if "config" not in settings:
+            raise ValueError(f"Expected a `config` for row {row!r} in {path}")
+    paper = {str(r): {str(c): float(v) for c, v in (cols or {}).items()} for r, cols in (spec.get("paper") or {}).items()}
+    return Table(
+        name=str(spec["name"]),
+        caption=str(spec.get("caption", spec["name"])),
+        rows=rows,
+        columns={str(k): dict(v or {}) for k, v in spec["columns"].items()},
+        seeds=tuple(int(s) for s in spec.get("seeds", (0, 1, 2))),
+        metric=metric,
+        extra_metrics=extra,
+        base=dict(spec.get("base") or {}),
+        paper=paper,
+        source=path,
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "_"
+
+
+def plan_runs(table: Table, out: Path, *, seeds: Sequence[int] | None = None, root: Path | None = None) -> list[Run]:
+    """Every (row, column, seed) run of the table, in row-major order."""
+    root = root or Path.cwd()
+    runs = []
+    for row, settings in table.rows.items():
+        config = Path(settings["config"])
+        config = config if config.is_absolute() else root / config
+        row_overrides = {k: v for k, v in settings.items() if k != "config"}
+        for column, column_overrides in table.columns.items():
+            for seed in seeds if seeds is not None else table.seeds:
+                overrides = {**_flatten(table.base), **row_overrides, **column_overrides}
+                directory = out / _slug(row) / _slug(column) / f"seed{seed}"
+                runs.append(Run(row, column, int(seed), config, overrides, directory))
+    return runs
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and not {"class_path", "init_args"} & set(value):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[keys[-1]] = value
+
+
+def run_config(run: Run, *, devices: int = 1) -> dict[str, Any]:
+    """The run's full config: the row's config file, the overrides, the seed, and per-run output paths."""
+    config = yaml.safe_load(run.config.read_text())
+    for dotted, value in run.overrides.items():
+        _set(config, dotted, value)
+    config["seed_everything"] = run.seed
+    _set(config, "data.init_args.seed", run.seed)
+    trainer = config.setdefault("trainer", {})
+    trainer["logger"] = {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": str(run.directory), "name": "", "version": ""},
+    }
+    trainer["default_root_dir"] = str(run.directory)
+    trainer["enable_progress_bar"] = False
+    if devices > 1:
+        trainer.update(devices=devices, strategy="ddp")
+    config["checkpoint"] = {**(config.get("checkpoint") or {}), "dirpath": str(run.directory / "checkpoints"), "save_last": True}
+    return config
+
+
+def status(run: Run) -> str:
+    """``"done"`` (results with a fit section), ``"partial"`` (a last checkpoint) or ``"todo"``."""
+    results = run.directory / RESULTS_FILE
+    if results.is_file():
+        try:
+            if "fit" in json.loads(results.read_text()):
+                return "done"
+        except json.JSONDecodeError:
+            pass
+    return "partial" if (run.directory / "checkpoints" / "last.ckpt").is_file() else "todo"
+
+
+def run_sweep(
+    runs: Iterable[Run],
+    *,
+    devices: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    dry_run: bool = False,
+    log=print,
+    command: Sequence[str] = (sys.executable, "-m", "lt_noise.cli"),
+) -> list[tuple[Run, str]]:
+    """Run what is not finished (this shard's share), sequentially; return (run, outcome) pairs."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"Expected shard index in [0, {count}), but got {index}")
+    outcomes = []
+    for i, run in enumerate(runs):
+        if i % count != index:
+            continue
+        state = status(run)
+        if state == "done":
+            outcomes.append((run, "skipped (done)"))
+            continue
+        args = [*command, "fit", "--config", str(run.directory / "config.yaml")]
+        if state == "partial":
+            args += ["--ckpt_path", str(run.directory / "checkpoints" / "last.ckpt")]
+        log(f"[{i + 1}] {run.row} | {run.column} | seed {run.seed}: {'resume' if state == 'partial' else 'start'}")
+        if dry_run:
+            outcomes.append((run, "dry run"))
+            continue
+        run.directory.mkdir(parents=True, exist_ok=True)
+        (run.directory / "config.yaml").write_text(yaml.safe_dump(run_config(run, devices=devices), sort_keys=False))
+        started = time.time()
+        with open(run.directory / "stdout.log", "a") as stdout:
+            code = subprocess.call(args, stdout=stdout, stderr=subprocess.STDOUT)
+        outcome = f"ok in {time.time() - started:.0f}s" if code == 0 else f"FAILED (exit {code}; see {run.directory}/stdout.log)"
+        log(f"    {outcome}")
+        outcomes.append((run, outcome))
+    return outcomes
+
+
+def _metric(results: dict[str, Any], name: str) -> float | None:
+    section, key = METRICS[name]
+    node: Any = results
+    for part in section.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    value = node.get(key) if isinstance(node, dict) else None
+    return None if value is None else 100.0 * float(value)
+
+
+def collect(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """One record per finished run: row, column, seed and every metric (percent; None where absent)."""
+    records = []
+    for run in runs:
+        path = run.directory / RESULTS_FILE
+        if status(run) != "done":
+            continue
+        results = json.loads(path.read_text())
+        records.append({"row": run.row, "column": run.column, "seed": run.seed, **{m: _metric(results, m) for m in METRICS}})
+    return records
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    # Population standard deviation over seeds, as numpy.std (the papers' "mean ± std").
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def aggregate(table: Table, records: Sequence[dict[str, Any]], metric: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (row, column): mean, std and number of seeds of ``metric``, the expected seed count, the
+    paper's number and our mean minus it."""
+    metric = metric or table.metric
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in table.rows:
+        for column in table.columns:
+            values = [r[metric] for r in records if r["row"] == row and r["column"] == column and r[metric] is not None]
+            # The paper's numbers are of the table's main metric only.
+            paper = table.paper.get(row, {}).get(column) if metric == table.metric else None
+            cell: dict[str, Any] = {"n": len(values), "expected": len(table.seeds), "paper": paper}
+            if values:
+                cell["mean"], cell["std"] = _mean_std(values)
+                cell["diff"] = None if paper is None else cell["mean"] - paper
+            cells[(row, column)] = cell
+    return cells
+
+
+def _format_cell(cell: dict[str, Any]) -> str:
+    if cell["n"] == 0:
+        text = "missing"
+    else:
+        text = f"{cell['mean']:.2f} ± {cell['std']:.2f}"
+        if cell["n"] < cell["expected"]:
+            text += f" ({cell['n']}/{cell['expected']} seeds)"
+    if cell["paper"] is not None:
+        diff = "" if cell["n"] == 0 else f", {cell['diff']:+.2f}"
+        text += f" [paper {cell['paper']:.2f}{diff}]"
+    return text
+
+
+def markdown_table(table: Table, records: Sequence[dict[str, Any]], metric: str | None = None) -> str:
+    """A markdown table: rows x columns, "mean ± std [paper p, ±diff]", missing runs shown as such."""
+    metric = metric or table.metric
+    cells = aggregate(table, records, metric)
+    header = f"| {table.name} ({metric}) | " + " | ".join(table.columns) + " |"
+    lines = [f"**{table.caption}**", "", header, "|" + "---|" * (len(table.columns) + 1)]
+    for row in table.rows:
+        lines.append(f"| {row} | " + " | ".join(_format_cell(cells[(row, c)]) for c in table.columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(table: Table, records: Sequence[dict[str, Any]], path: Path) -> None:
+    """One line per (row, column, metric): mean, std, seeds found/expected, paper, difference."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "column", "metric", "mean", "std", "seeds", "expected_seeds", "paper", "diff"])
+    for metric in (table.metric, *table.extra_metrics):
+        for (row, column), cell in aggregate(table, records, metric).items():
+            writer.writerow([row, column, metric, cell.get("mean"), cell.get("std"), cell["n"], cell["expected"],
+                             cell["paper"], cell.get("diff")])
+    path.write_text(buffer.getvalue())

@@ -1,0 +1,79 @@
+"""Figures of a sweep, saved as PNG by tools/reproduce.py: accuracy against the column setting per method
+(e.g. accuracy vs noise rate), and per-class test accuracy against the training class count."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lt_noise.sweep import Run, Table, aggregate
+
+__all__ = ["accuracy_by_column_figure", "per_class_figure"]
+
+
+def _as_number(label: str) -> float | None:
+    try:
+        return float(label)
+    except ValueError:
+        return None
+
+
+def accuracy_by_column_figure(table: Table, records: Sequence[dict[str, Any]], metric: str | None = None) -> Figure:
+    """One line (mean ± std over seeds) per method across the table's columns; numeric column labels
+    (noise rates, imbalance ratios) are placed on a numeric axis, others evenly."""
+    metric = metric or table.metric
+    cells = aggregate(table, records, metric)
+    columns = list(table.columns)
+    numeric = [_as_number(c) for c in columns]
+    xs = numeric if all(x is not None for x in numeric) else list(range(len(columns)))
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.add_subplot()
+    for row in table.rows:
+        points = [(x, cells[(row, c)]) for x, c in zip(xs, columns) if cells[(row, c)]["n"]]
+        if not points:
+            continue
+        x = [p[0] for p in points]
+        mean = np.array([p[1]["mean"] for p in points])
+        std = np.array([p[1]["std"] for p in points])
+        axis.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=row)
+    if xs != numeric:
+        axis.set_xticks(xs, columns, rotation=20, ha="right")
+    axis.set_xlabel("setting")
+    axis.set_ylabel(f"{metric} (%)")
+    axis.set_title(table.caption, fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncols=2)
+    return figure
+
+
+def per_class_figure(runs: Sequence[Run], *, title: str) -> Figure:
+    """Per-class test accuracy against the training class count (log x), one colour per method,
+    pooled over the given runs (which must have a ``test`` section with ``per_class_acc``)."""
+    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+    axis = figure.add_subplot()
+    by_row: dict[str, list[tuple[float, float]]] = {}
+    for run in runs:
+        path = run.directory / "results.json"
+        if not path.is_file():
+            continue
+        results = json.loads(path.read_text())
+        per_class = (results.get("test") or {}).get("per_class_acc")
+        counts = (results.get("data") or {}).get("class_counts")
+        if not per_class or not counts:
+            continue
+        by_row.setdefault(run.row, []).extend((c, 100 * a) for c, a in zip(counts, per_class) if a is not None)
+    for row, points in by_row.items():
+        counts, accs = zip(*points)
+        axis.scatter(counts, accs, s=14, alpha=0.6, label=row)
+    axis.set_xscale("log")
+    axis.set_xlabel("training samples of the class (log)")
+    axis.set_ylabel("test accuracy of the class (%)")
+    axis.set_title(title, fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncols=2)
+    return figure

@@ -1,0 +1,126 @@
+"""The sweep engine: planning, resume decisions and aggregation, on hand-written results files."""
+
+import json
+import math
+
+import pytest
+import yaml
+
+from lt_noise.sweep import collect, load_table, markdown_table, plan_runs, run_config, run_sweep, status, write_csv
+
+
+@pytest.fixture()
+def table(tmp_path):
+    config = tmp_path / "ce.yaml"
+    config.write_text(yaml.safe_dump({"model": {"class_path": "lt_noise.methods.Classifier"},
+                                      "data": {"class_path": "X", "init_args": {"noise_rate": 0.0}}}))
+    spec = {
+        "name": "toy",
+        "caption": "Toy table",
+        "metric": "last_acc",
+        "extra_metrics": ["few"],
+        "seeds": [0, 1, 2],
+        "base": {"trainer": {"max_epochs": 3}},
+        "rows": {"CE": {"config": str(config)}, "GCE": {"config": str(config), "model.init_args.loss": "gce"}},
+        "columns": {"0.2": {"data.init_args.noise_rate": 0.2}, "0.4": {"data.init_args.noise_rate": 0.4}},
+        "paper": {"CE": {"0.2": 80.0, "0.4": 70.0}},
+    }
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_table(path)
+
+
+def _write_results(run, acc, few=None, fit=True):
+    run.directory.mkdir(parents=True, exist_ok=True)
+    results = {"fit": {"last": {"acc": acc, "few": few}, "best": {"acc": acc + 0.01}}} if fit else {"test": {"acc": acc}}
+    (run.directory / "results.json").write_text(json.dumps(results))
+
+
+def test_plan_covers_rows_columns_and_seeds_with_merged_overrides(table, tmp_path):
+    runs = plan_runs(table, tmp_path / "out")
+    assert len(runs) == 2 * 2 * 3
+    gce = next(r for r in runs if r.row == "GCE" and r.column == "0.4" and r.seed == 2)
+    assert gce.overrides == {"trainer.max_epochs": 3, "model.init_args.loss": "gce", "data.init_args.noise_rate": 0.4}
+    assert gce.directory == tmp_path / "out" / "GCE" / "0.4" / "seed2"
+    config = run_config(gce)
+    assert config["model"]["init_args"]["loss"] == "gce" and config["data"]["init_args"]["noise_rate"] == 0.4
+    assert config["seed_everything"] == 2 and config["data"]["init_args"]["seed"] == 2
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == str(gce.directory)
+    assert config["checkpoint"]["dirpath"] == str(gce.directory / "checkpoints")
+
+
+def test_mean_std_over_seeds_and_missing_runs_are_shown(table, tmp_path):
+    runs = plan_runs(table, tmp_path / "out")
+    values = {0: 0.80, 1: 0.82, 2: 0.87}
+    for run in runs:
+        if run.row == "CE" and run.column == "0.2":
+            _write_results(run, values[run.seed], few=0.5)
+        if run.row == "GCE" and run.column == "0.2" and run.seed == 0:
+            _write_results(run, 0.9)
+    records = collect(runs)
+    text = markdown_table(table, records)
+    mean = sum(values.values()) / 3 * 100
+    std = math.sqrt(sum((100 * v - mean) ** 2 for v in values.values()) / 3)
+    assert f"{mean:.2f} ± {std:.2f} [paper 80.00, {mean - 80:+.2f}]" in text
+    assert "missing [paper 70.00]" in text  # CE 0.4: no run finished
+    assert "90.00 ± 0.00 (1/3 seeds)" in text
+    few = markdown_table(table, records, "few")
+    assert "50.00 ± 0.00" in few and "paper" not in few.split("\n", 2)[2]
+
+
+def test_csv_has_one_line_per_cell_and_metric(table, tmp_path):
+    runs = plan_runs(table, tmp_path / "out")
+    _write_results(runs[0], 0.5, few=0.25)
+    write_csv(table, collect(runs), tmp_path / "t.csv")
+    lines = (tmp_path / "t.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("row,column,metric,mean") and len(lines) == 1 + 2 * 2 * 2
+    assert lines[1].startswith("CE,0.2,last_acc,50.0,0.0,1,3,80.0,-30.0")
+
+
+def test_resume_skips_finished_runs_and_resumes_partial_ones(table, tmp_path):
+    runs = plan_runs(table, tmp_path / "out", seeds=[0])
+    _write_results(runs[0], 0.5)  # finished
+    (runs[1].directory / "checkpoints").mkdir(parents=True)
+    (runs[1].directory / "checkpoints" / "last.ckpt").write_bytes(b"x")  # interrupted
+    _write_results(runs[2], 0.5, fit=False)  # tested only: not a finished fit
+    assert [status(r) for r in runs] == ["done", "partial", "todo", "todo"]
+    calls = []
+
+    def fake_call(args, **kwargs):
+        calls.append(args)
+        return 0
+
+    import lt_noise.sweep as sweep
+
+    original = sweep.subprocess.call
+    sweep.subprocess.call = fake_call
+    try:
+        outcomes = run_sweep(runs, log=lambda *_: None, command=("lt-noise",))
+    finally:
+        sweep.subprocess.call = original
+    assert outcomes[0][1] == "skipped (done)"
+    assert len(calls) == 3
+    assert calls[0][-2:] == ["--ckpt_path", str(runs[1].directory / "checkpoints" / "last.ckpt")]
+    assert "--ckpt_path" not in calls[1]
+    assert (runs[1].directory / "config.yaml").is_file()
+
+
+def test_shards_partition_the_runs(table, tmp_path):
+    runs = plan_runs(table, tmp_path / "out")
+    seen = []
+    for index in range(3):
+        outcomes = run_sweep(runs, shard=(index, 3), dry_run=True, log=lambda *_: None)
+        seen += [run.directory for run, _ in outcomes]
+    assert sorted(seen) == sorted(r.directory for r in runs)
+    with pytest.raises(ValueError, match="shard index"):
+        run_sweep(runs, shard=(3, 3), dry_run=True)
+
+
+def test_invalid_table_files_are_rejected(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "rows": {"A": {}}, "columns": {"c": {}}}))
+    with pytest.raises(ValueError, match="config"):
+        load_table(path)
+    path.write_text(yaml.safe_dump({"name": "x", "rows": {"A": {"config": "a"}}, "columns": {}, "metric": "top5"}))
+    with pytest.raises(ValueError, match="top5"):
+        load_table(path)
