@@ -18,8 +18,12 @@ What it adds to ``LightningCLI``:
 
 from __future__ import annotations
 
+import signal
+import sys
+
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import lt_noise.data.modules  # noqa: F401  (registers the datamodules for short class names)
 import lt_noise.methods  # noqa: F401  (registers the methods for short class names)
@@ -65,7 +69,12 @@ class LTNoiseCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``lt-noise`` console script."""
-    LTNoiseCLI(args=args)
+    try:
+        LTNoiseCLI(args=args)
+    except SIGTERMException:
+        # Lightning stops on SIGTERM with a bare SystemExit (status 0); a pre-empted run must not look
+        # finished to a scheduler or the sweep: exit with the conventional 128 + SIGTERM.
+        sys.exit(128 + signal.SIGTERM)
 
 
 if __name__ == "__main__":

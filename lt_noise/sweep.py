@@ -19,8 +19,9 @@ A *table file* (YAML, in ``tools/tables/``) says what to run and what the paper 
 
 Each run gets its own directory ``<out>/<row>/<column>/seed<k>/`` with the merged ``config.yaml``, the
 TensorBoard logs, ``checkpoints/last.ckpt`` and ``results.json``. A run whose ``results.json`` holds a
-``fit`` section is finished and never redone; a run with a ``last.ckpt`` but no results is resumed from
-it (``--ckpt_path``); anything else starts from scratch. ``shard=(i, n)`` runs every n-th run starting at
+``fit`` section is finished and never redone; a run with a checkpoint but no results is resumed from the
+newer of ``last.ckpt`` and ``interrupted.ckpt`` (saved on SIGTERM; ``--ckpt_path``); anything else
+starts from scratch. ``shard=(i, n)`` runs every n-th run starting at
 i, for array jobs on a cluster.
 """
 
@@ -185,8 +186,14 @@ def run_config(run: Run, *, devices: int = 1) -> dict[str, Any]:
     return config
 
 
+def resume_checkpoint(run: Run) -> Path | None:
+    """The newest of the run's ``last.ckpt`` (epoch end) and ``interrupted.ckpt`` (SIGTERM), if any."""
+    found = [p for p in (run.directory / "checkpoints" / n for n in ("last.ckpt", "interrupted.ckpt")) if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
 def status(run: Run) -> str:
-    """``"done"`` (results with a fit section), ``"partial"`` (a last checkpoint) or ``"todo"``."""
+    """``"done"`` (results with a fit section), ``"partial"`` (a checkpoint to resume) or ``"todo"``."""
     results = run.directory / RESULTS_FILE
     if results.is_file():
         try:
@@ -194,7 +201,7 @@ def status(run: Run) -> str:
                 return "done"
         except json.JSONDecodeError:
             pass
-    return "partial" if (run.directory / "checkpoints" / "last.ckpt").is_file() else "todo"
+    return "partial" if resume_checkpoint(run) is not None else "todo"
 
 
 def run_sweep(
@@ -220,7 +227,7 @@ def run_sweep(
             continue
         args = [*command, "fit", "--config", str(run.directory / "config.yaml")]
         if state == "partial":
-            args += ["--ckpt_path", str(run.directory / "checkpoints" / "last.ckpt")]
+            args += ["--ckpt_path", str(resume_checkpoint(run))]
         log(f"[{i + 1}] {run.row} | {run.column} | seed {run.seed}: {'resume' if state == 'partial' else 'start'}")
         if dry_run:
             outcomes.append((run, "dry run"))
@@ -230,7 +237,10 @@ def run_sweep(
         started = time.time()
         with open(run.directory / "stdout.log", "a") as stdout:
             code = subprocess.call(args, stdout=stdout, stderr=subprocess.STDOUT)
-        outcome = f"ok in {time.time() - started:.0f}s" if code == 0 else f"FAILED (exit {code}; see {run.directory}/stdout.log)"
+        if code == 0 and status(run) == "done":
+            outcome = f"ok in {time.time() - started:.0f}s"
+        else:
+            outcome = f"FAILED (exit {code}; see {run.directory}/stdout.log)"
         log(f"    {outcome}")
         outcomes.append((run, outcome))
     return outcomes

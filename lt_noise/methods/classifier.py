@@ -376,9 +376,9 @@ class Classifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def configure_callbacks(self):
-        from lt_noise.callbacks import EvaluationFigures, ResultsWriter
+        from lt_noise.callbacks import EvaluationFigures, InterruptCheckpoint, ResultsWriter
 
-        return [ResultsWriter(), EvaluationFigures()]
+        return [ResultsWriter(), EvaluationFigures(), InterruptCheckpoint()]
 
     # ----------------------------------------------------------------------------------------------
     # Consistency with the data and with checkpoints
