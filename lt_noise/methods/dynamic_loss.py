@@ -65,10 +65,11 @@ training time. The restricted modes cost far less than the full second-order ste
 
 Engineering (DESIGN.md §7):
 
-* Loaders. The epoch's batches come from :meth:`train_dataloader` of this module, not the datamodule's:
-  at ``setup("fit")`` the method points the trainer's fit-loop data source at itself and sets
-  ``reload_dataloaders_every_n_epochs = 1``, so Lightning asks for a fresh loader at every epoch start,
-  *before* it iterates it (and, after a resume, before the first epoch). :meth:`train_dataloader` ranks,
+* Loaders. The epoch's batches come from :meth:`epoch_train_dataloader` of this module, to which the
+  datamodule's ``train_dataloader`` delegates (the base datamodule's public hook for methods with their
+  own per-epoch loaders); at ``setup("fit")`` the method sets ``reload_dataloaders_every_n_epochs = 1``,
+  so Lightning asks for a fresh loader at every epoch start, *before* it iterates it (and, after a
+  resume, before the first epoch). :meth:`epoch_train_dataloader` ranks,
   splits and returns a loader whose sampler yields one *batch descriptor* per step: warm-up batches of
   the whole training set, then meta steps (a training-remainder batch paired with the next meta batch;
   the meta set is cycled and reshuffled), then the fine-tuning batches. The descriptors are a pure
@@ -76,7 +77,7 @@ Engineering (DESIGN.md §7):
   validation, DDP sharding and checkpoints all keep working; nothing is iterated behind its back.
   Training order follows :class:`~lt_noise.data.loaders.EpochSampler` (a ``(seed + epoch)`` permutation,
   padded and interleaved across ranks), so a warm-up epoch sees exactly the batches of a plain
-  :class:`Classifier` epoch. The only private Lightning attribute touched is ``fit_loop._data_source``.
+  :class:`Classifier` epoch.
   Reloading every epoch also rebuilds the validation loader every epoch (a cheap extra).
 * DDP. The meta-net is kept out of DDP (``_ddp_params_and_buffers_to_ignore``), its initial weights are
   broadcast at fit start, its gradients are all-reduced and averaged here. The virtual step runs
@@ -344,7 +345,7 @@ class _BatchPlanSampler(DistributedSampler):
     """Yields the epoch's batch descriptors ``(phase, train_keys, meta_keys)`` for one rank.
 
     A ``DistributedSampler`` subclass only so that Lightning leaves it in place under DDP (it shards
-    itself); the plan is set by :meth:`DynamicLoss.train_dataloader` before Lightning iterates the loader.
+    itself); the plan is set by :meth:`DynamicLoss.epoch_train_dataloader` before Lightning iterates the loader.
     """
 
     def __init__(self, *, num_replicas: int, rank: int) -> None:
@@ -886,9 +887,10 @@ class DynamicLoss(Classifier):
             self._plan_loader_key = key
         return self._plan_loader
 
-    def train_dataloader(self) -> DataLoader:
-        """The epoch's loader (Lightning calls this at every epoch start, see the module docstring)."""
-        datamodule = self._datamodule()
+    def epoch_train_dataloader(self, datamodule: LTNoiseDataModule) -> DataLoader:
+        """The epoch's loader: the datamodule's ``train_dataloader`` delegates here, and Lightning asks for
+        it at every epoch start (see the module docstring)."""
+        datamodule = self._datamodule(datamodule)
         split = self.rank_and_split(datamodule, epoch=self.trainer.current_epoch)
         self._check_same_on_all_ranks(split)
         self.split = split
@@ -904,13 +906,7 @@ class DynamicLoss(Classifier):
         if stage != "fit":
             return
         self._datamodule()
-        source = getattr(self.trainer.fit_loop, "_data_source", None)
-        if source is None or not hasattr(source, "instance"):
-            raise RuntimeError(
-                "Dynamic Loss needs Lightning's fit loop to expose `_data_source` (Lightning 2.6) to serve its "
-                "per-epoch loaders; this Lightning version does not"
-            )
-        source.instance = self
+        # A fresh training loader at every epoch start (from `epoch_train_dataloader`, via the datamodule).
         self.trainer.reload_dataloaders_every_n_epochs = 1
 
     def teardown(self, stage: str) -> None:

@@ -401,6 +401,13 @@ class LTNoiseDataModule(L.LightningDataModule):
             self._test_split()
 
     def train_dataloader(self) -> DataLoader:
+        # A method that builds its own per-epoch loader from this datamodule (Dynamic Loss: meta split,
+        # two views) provides `epoch_train_dataloader(datamodule)`; Lightning asks here every epoch when
+        # the trainer reloads dataloaders every epoch.
+        method = self.trainer.lightning_module if self.trainer is not None else None
+        custom = getattr(method, "epoch_train_dataloader", None)
+        if callable(custom):
+            return custom(self)
         sampler = None
         if self.sampling != "instance":
             power = 0.0 if self.sampling == "class_balanced" else 0.5
