@@ -3,7 +3,7 @@
 from lt_noise.models import cnn, heads, mlp, resnet, resnet_cifar  # noqa: F401  (register the factories)
 from lt_noise.models.cnn import PlainCNN
 from lt_noise.models.mlp import MLP
-from lt_noise.models.heads import CosineHead, LinearHead
+from lt_noise.models.heads import AnchoredHead, CosineHead, LinearHead
 from lt_noise.models.network import Network, last_block
 from lt_noise.models.registry import (
     BACKBONES,
@@ -19,6 +19,7 @@ from lt_noise.models.resnet import PreActResNet, ResNetFeatures
 from lt_noise.models.resnet_cifar import CifarResNet
 
 __all__ = [
+    "AnchoredHead",
     "BACKBONES",
     "HEADS",
     "CifarResNet",

@@ -1,0 +1,197 @@
+"""PAL and FNPAL: prototype-anchored learning (Zhou et al., ICML 2022; ``papers/000`` and its slides).
+
+The classifier's prototypes ``w_1..w_k`` are fixed at the optimum of Lemma 3.1, unit vectors with
+``w_i . w_j = -1/(k-1)`` (:mod:`lt_noise.prototypes`), held by the :class:`~lt_noise.models.AnchoredHead`
+as a buffer: never a parameter, never in the optimizer, saved in checkpoints. Training only aligns the
+features to them ("the classification problem is transformed to a feature alignment problem", Sec. 3.3).
+
+* :class:`PAL` (Sections 3.3, 4.1): logits ``W^T z`` with unnormalised features ``z``, the setting of
+  Theorem 4.2 (softmax loss, ``||z|| <= B`` through weight decay and batch norm). The paper's rows for
+  long-tailed data (Tables 1, 2, 8) and "CE+PAL" on mini-WebVision (Table 5).
+* :class:`FNPAL` (Section 4.2, Proposition 4.5): logits ``s W^T z/||z||``, feature-normalised. The
+  scale ``s`` trades fitting ability for robustness (Fig. 4); the paper's choice is noise-aware,
+  ``s = 0.25 / (0.05 + η)`` (``scale: noise_aware``, with η the datamodule's nominal noise rate, which
+  the CLI links into ``noise_rate``) for CE and SCE, and ``s = 10`` for the active-passive losses
+  (Section 5.2, "Baselines"). The noisy-label rows of Tables 3-5 and 9-11.
+
+Both work with any loss of :mod:`lt_noise.losses` (NSL, eq. 6, is ``loss: nsl``: symmetric exactly
+because the anchored prototypes sum to zero, Proposition 4.3), with DRW
+(:class:`lt_noise.callbacks.DeferredReweighting` in the trainer's callbacks), with mixup
+(``mixup_alpha``, :class:`~lt_noise.methods.mixup.MixupClassifier`) and as the first stage of two-stage
+training (classifier re-training: a :class:`~lt_noise.methods.Classifier` with ``init_from`` the PAL
+checkpoint, ``init_parts: backbone``, ``freeze: backbone`` and the datamodule's ``sampling:
+class_balanced``; or :class:`~lt_noise.methods.MiSLAS`).
+
+LDAM (Cao et al. 2019) is defined on cosine logits: its margin is subtracted from the cosine of
+normalised features and prototypes, then everything is scaled by its ``s`` (eq. 2 of the PAL paper with
+``z, w_j`` on the sphere and ``α_y = -s m_y``; the LDAM-DRW code's ``NormedLinear`` + ``LDAMLoss``).
+"LDAM+PAL" (Tables 2 and 8) keeps that loss and replaces the learned normalised prototypes by anchored
+ones. So, with an LDAM loss, PAL's head normalises the features and leaves the scale to LDAM's ``s``;
+FNPAL with LDAM requires ``scale: 1`` (another scale would multiply LDAM's ``s`` and shrink its margins
+by the same factor).
+
+Prototype generation (the head's ``method``): ``"auto"`` uses the exact closed-form simplex when
+``k <= d + 1`` and the paper's numerical procedure (Table 7) otherwise, e.g. CIFAR-100 on ResNet-32
+(``k = 100 > d + 1 = 65``); for ``k <= d + 1`` both give the same optimum (Theorem 3.2), the closed form
+exactly and instantly. ``prototypes_seed`` orients the simplex (seeded, uniformly random; the paper's
+procedure starts from a random initialisation too) or seeds the numerical procedure. ``prototypes_path``
+loads a file written by :func:`lt_noise.prototypes.save_prototypes` instead (its shape is checked).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from torch import Tensor
+
+from lt_noise.losses import LDAM
+from lt_noise.methods.mixup import MixupClassifier
+from lt_noise.prototypes import PAPER_STEPS
+
+__all__ = ["FNPAL", "NOISE_AWARE", "PAL", "noise_aware_scale"]
+
+#: The ``scale`` option of FNPAL that sets ``s = 0.25 / (0.05 + η)`` from the linked noise rate.
+NOISE_AWARE = "noise_aware"
+# Section 5.2: "we utilize the noise-aware way, i.e., s = 0.25 / (0.05 + η)": numerator and the ε that
+# keeps s finite (s = 5) on clean data; s = O(1/(η + ε)) makes the risk bound of eq. (7) noise-independent.
+NOISE_AWARE_NUMERATOR = 0.25
+NOISE_AWARE_EPSILON = 0.05
+
+
+def noise_aware_scale(noise_rate: float) -> float:
+    """FNPAL's noise-aware scale ``s = 0.25 / (0.05 + η)`` (PAL paper, Section 5.2), for ``η`` in [0, 1)."""
+    if isinstance(noise_rate, bool) or not isinstance(noise_rate, (int, float)) or not 0.0 <= noise_rate < 1.0:
+        raise ValueError(f"Expected the noise rate `noise_rate` in [0, 1) for the noise-aware scale, but got {noise_rate!r}")
+    return NOISE_AWARE_NUMERATOR / (NOISE_AWARE_EPSILON + float(noise_rate))
+
+
+def _is_ldam(loss: Any) -> bool:
+    return loss == "ldam" or isinstance(loss, LDAM)
+
+
+class PAL(MixupClassifier):
+    """Prototype-anchored learning with unnormalised features (see the module docstring).
+
+    Every argument of :class:`~lt_noise.methods.Classifier` and ``mixup_alpha`` of
+    :class:`~lt_noise.methods.mixup.MixupClassifier` are accepted (keyword-only) and passed on; the head
+    is the anchored head, set by these arguments (``head_args`` must stay empty):
+
+    Args:
+        head: ``"anchored"`` (the only choice; here so that configs and the CLI show it).
+        prototypes_path: load the prototypes from this file (shape ``(num_classes, feature_dim)``).
+        prototypes_method: ``"auto"``, ``"closed_form"`` (ValueError for ``k > d + 1``) or
+            ``"optimized"`` (the paper's Table 7 procedure).
+        prototypes_seed: orientation (closed form) or initialisation (numerical); ``None`` = canonical
+            closed form / the global RNG.
+        prototypes_nonnegative: the numerical procedure's ReLU-on-features variant (Table 7 ``use_relu``).
+        prototypes_steps: steps of the numerical procedure (paper: 100,000).
+
+    Attributes:
+        prototypes: the anchored ``(num_classes, feature_dim)`` prototypes (the head's buffer).
+    """
+
+    # tools/bench_step.py: PAL's own step (anchored head), without the optional mixup of the parent class.
+    BENCHMARK_KWARGS: dict = {}
+
+    def __init__(
+        self,
+        *,
+        head: Literal["anchored"] = "anchored",
+        prototypes_path: str | None = None,
+        prototypes_method: Literal["auto", "closed_form", "optimized"] = "auto",
+        prototypes_seed: int | None = 0,
+        prototypes_nonnegative: bool = False,
+        prototypes_steps: int = PAPER_STEPS,
+        **kwargs: Any,
+    ) -> None:
+        if head != "anchored":
+            raise ValueError(
+                f"Expected `head` 'anchored' for {type(self).__name__} (its classifier is the anchored prototypes), "
+                f"but got {head!r}; use lt_noise.methods.Classifier for a learned head"
+            )
+        head_args = kwargs.pop("head_args", None)
+        if head_args:
+            raise ValueError(
+                f"Expected no `head_args` for {type(self).__name__} (the anchored head is set by its prototypes_* "
+                f"arguments{' and scale' if isinstance(self, FNPAL) else ''}), but got {head_args}"
+            )
+        normalize, scale = self._head_geometry(kwargs.get("loss", "ce"))
+        anchored = dict(
+            normalize=normalize,
+            scale=scale,
+            method=prototypes_method,
+            nonnegative=prototypes_nonnegative,
+            seed=prototypes_seed,
+            steps=prototypes_steps,
+            prototypes_path=prototypes_path,
+        )
+        super().__init__(head="anchored", head_args=anchored, **kwargs)
+        # The head is rebuilt from this class's own arguments: keep `head_args` out of the saved
+        # hyperparameters, which load_from_checkpoint passes back to __init__.
+        self.hparams["head_args"] = None
+
+    def _head_geometry(self, loss: Any) -> tuple[bool, float]:
+        """(normalise the features?, logit scale) of the anchored head: unnormalised, scale 1; LDAM's cosine
+        logits (see the module docstring) with an LDAM loss."""
+        return _is_ldam(loss), 1.0
+
+    @property
+    def prototypes(self) -> Tensor:
+        return self.net.head.prototypes
+
+    def configure_callbacks(self):
+        from lt_noise.callbacks.pal import PrototypeDiagnostics
+
+        return super().configure_callbacks() + [PrototypeDiagnostics()]
+
+
+class FNPAL(PAL):
+    """Feature-normalised prototype-anchored learning: logits ``s W^T z / ||z||`` (module docstring).
+
+    Every argument of :class:`PAL` is accepted (keyword-only) and passed on; these are FNPAL's own:
+
+    Args:
+        scale: ``s > 0``, or ``"noise_aware"`` (default): ``s = 0.25 / (0.05 + noise_rate)`` (Section
+            5.2; the paper's choice for CE and SCE; it uses ``s = 10`` for the active-passive losses).
+            Must be 1 with an LDAM loss, whose own ``s`` scales the cosine logits.
+        noise_rate: the nominal label-noise rate η in [0, 1), linked from the datamodule by the CLI.
+            Required by ``scale: noise_aware``; for data with real, unknown noise (mini-WebVision, whose
+            datamodule reports 0) give ``scale`` a number instead.
+
+    Attributes:
+        scale: the resolved ``s``.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: float | Literal["noise_aware"] = NOISE_AWARE,
+        noise_rate: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if scale == NOISE_AWARE:
+            if noise_rate is None:
+                raise ValueError(
+                    "Expected a `noise_rate` for FNPAL's scale 'noise_aware' (s = 0.25 / (0.05 + noise_rate)): the "
+                    "CLI links it from the datamodule; pass noise_rate=... or a numeric `scale`, but got noise_rate=None"
+                )
+            resolved = noise_aware_scale(noise_rate)
+        elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"Expected argument `scale` to be a finite number > 0 or {NOISE_AWARE!r}, but got {scale!r}")
+        else:
+            resolved = float(scale)
+        if _is_ldam(kwargs.get("loss", "ce")) and resolved != 1.0:
+            raise ValueError(
+                f"Expected `scale` 1 for FNPAL with the LDAM loss (LDAM subtracts its margins from the cosine logits "
+                f"and then applies its own `s`; another scale would multiply that s and shrink the margins), but got "
+                f"scale={scale!r} (s = {resolved:g}); set LDAM's `s` in loss_args instead"
+            )
+        # Read by _head_geometry while the parent constructors build the head (a plain float, set before
+        # nn.Module.__init__, which allows non-tensor attributes).
+        self._fnpal_scale = resolved
+        super().__init__(noise_rate=0.0 if noise_rate is None else noise_rate, **kwargs)
+        self.scale = resolved
+
+    def _head_geometry(self, loss: Any) -> tuple[bool, float]:
+        return True, self._fnpal_scale

@@ -1,0 +1,231 @@
+"""The reliability matrix (DESIGN.md §6): every method that ``lt_noise.methods`` exports, on one tiny real-format
+dataset, for exact resume, DDP parity, determinism, non-finite losses and foreign checkpoints; and bad input
+for every registered loss and every datamodule.
+
+Methods are discovered, so a method added later is covered without a new line here. ``METHOD_KWARGS``
+only makes the built-in methods exercise their distinctive state within three tiny epochs (ABSGD's stage
+switch, Dynamic Loss's end of warm-up, the curriculum's measured margin); a new method can set a class
+attribute ``TEST_KWARGS`` for the same purpose.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from support.fixtures import write_mnist_like
+from support.runs import assert_same_state, assert_same_weights, load_checkpoint, resume_pair, run_cli_fit
+
+import lt_noise.data.modules as datamodules
+import lt_noise.methods as methods
+from lt_noise.cli import LTNoiseCLI
+from lt_noise.losses import available_losses, build_loss, loss_hyperparameters
+from lt_noise.methods import Classifier, NonFiniteLossError
+
+METHODS = {name: cls for name, cls in vars(methods).items() if inspect.isclass(cls) and issubclass(cls, Classifier)}
+METHOD_KWARGS = {
+    "ABSGD": {"lam": 2.0, "gamma": 0.5, "stage2_epoch": 1},
+    "Curriculum": {"loss": "mae", "mode": "scale", "tau": 2.0, "expected_margin": "measure"},
+    "DynamicLoss": {"warmup_epochs": 1},
+    "MixupClassifier": {"mixup_alpha": 1.0},
+}
+BATCH = 16  # per process; the 1-process runs use 2 * BATCH
+
+
+def method_kwargs(name: str) -> dict:
+    return {**getattr(METHODS[name], "TEST_KWARGS", {}), **METHOD_KWARGS.get(name, {})}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reliability")
+    write_mnist_like(root / "FashionMNIST" / "raw", n_train=320, n_test=51)
+    return root
+
+
+DATA_ARGS = {"noise": "symmetric", "noise_rate": 0.2, "imbalance": "exp", "imbalance_ratio": 2.0,
+             "augment": "crop_flip", "num_workers": 0, "drop_last": True}
+
+
+def make_data(root, **overrides):
+    return datamodules.FashionMNISTDataModule(root=str(root), **{"batch_size": 2 * BATCH, "seed": 3, **DATA_ARGS, **overrides})
+
+
+def make_model(name, data, **overrides):
+    kwargs = dict(num_classes=data.num_classes, class_counts=data.class_counts, input_shape=data.input_shape,
+                  noise_rate=data.noise_rate, backbone="mlp", backbone_args={"hidden": [32]},
+                  optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+                  lr_schedule={"name": "multistep", "milestones": [2], "gamma": 0.5})
+    kwargs.update(method_kwargs(name))
+    kwargs.update(overrides)
+    return METHODS[name](**kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_resume_after_any_epoch_is_exact(name, root, tmp_path):
+    def data():
+        return make_data(root)
+
+    straight, resumed = resume_pair(lambda: make_model(name, data()), data, tmp_path, epochs=3, stop_after=1)
+    assert_same_state(straight, resumed)
+    second = resume_pair(lambda: make_model(name, data()), data, tmp_path / "two", epochs=3, stop_after=2)[1]
+    assert_same_state(straight, second)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_same_seed_gives_the_same_run_and_another_seed_another_one(name, root, tmp_path):
+    runs = []
+    for i, seed in enumerate((3, 3, 4)):
+        L.seed_everything(seed)
+        data = make_data(root, seed=seed)
+        model = make_model(name, data)
+        L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, deterministic=True, default_root_dir=tmp_path / str(i)).fit(model, data)
+        runs.append((data.observed_targets.copy(), {k: v.clone() for k, v in model.state_dict().items()}))
+    (labels_a, weights_a), (labels_b, weights_b), (labels_c, weights_c) = runs
+    np.testing.assert_array_equal(labels_a, labels_b)
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), f"{key} differs between two runs with one seed"
+    assert (labels_a != labels_c).any(), "another seed must give other noisy labels"
+    assert any(not torch.equal(weights_a[k], weights_c[k]) for k in weights_a if weights_a[k].is_floating_point())
+
+
+def _cli_config(name, root):
+    init_args = {"backbone": "mlp", "backbone_args": {"hidden": [32]},
+                 "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+                 "lr_schedule": {"name": "multistep", "milestones": [2], "gamma": 0.5}, **method_kwargs(name)}
+    return {
+        "seed_everything": 5,
+        "trainer": {"max_epochs": 3},
+        "model": {"class_path": f"lt_noise.methods.{name}", "init_args": init_args},
+        "data": {"class_path": "lt_noise.data.modules.FashionMNISTDataModule",
+                 "init_args": {"root": str(root), "seed": 3, **DATA_ARGS}},
+    }
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_ddp_two_processes_follow_one_process_with_the_same_global_batch(name, root, tmp_path):
+    config = _cli_config(name, root)
+    single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=2 * BATCH)
+    double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=BATCH)
+    assert single["global_step"] == double["global_step"] > 0
+    assert_same_weights(single, double, atol=5e-5, rtol=1e-4)
+    for a, b in zip(single["lt_noise"]["history"], double["lt_noise"]["history"]):
+        assert a["num_samples"] == b["num_samples"] == 51  # each test sample counted once on 2 ranks
+        assert a["acc"] == pytest.approx(b["acc"], abs=0.02 + 1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_non_finite_loss_stops_with_the_step_and_the_samples(name, root, tmp_path):
+    data = make_data(root)
+    model = make_model(name, data, **({"warmup_epochs": 0} if name == "DynamicLoss" else {}))
+    original = type(model).per_sample_loss
+
+    def poisoned(self, logits, *args, **kwargs):
+        losses = original(self, logits, *args, **kwargs)
+        # Only in training steps: an evaluation pass (Dynamic Loss's ranking) has its own check.
+        return losses * float("nan") if self.training else losses
+
+    model.per_sample_loss = poisoned.__get__(model)
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"global step 0.*sample indices of the batch: \[\d+"):
+        trainer.fit(model, data)
+    for key, value in model.named_parameters():
+        assert torch.equal(value, before[key]), f"{key} was updated with a non-finite loss"
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_checkpoint_of_another_method_or_class_count_is_refused(name, root, tmp_path):
+    data = make_data(root)
+    other = "Classifier" if name != "Classifier" else "Curriculum"
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+                        default_root_dir=tmp_path)
+    trainer.fit(make_model(other, data), data)
+    checkpoint = load_checkpoint(tmp_path / "last.ckpt")
+    with pytest.raises(ValueError, match=f"method {name}.*saved by {other}"):
+        make_model(name, data).on_load_checkpoint(checkpoint)
+    checkpoint["lt_noise"]["method"] = name
+    checkpoint["lt_noise"]["num_classes"] = 100
+    with pytest.raises(ValueError, match="num_classes=10.*num_classes=100"):
+        make_model(name, data).on_load_checkpoint(checkpoint)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: every registered loss, every datamodule, malformed configs
+
+
+@pytest.mark.parametrize("name", available_losses())
+def test_every_loss_hyperparameter_rejects_nan_naming_the_argument(name):
+    counts = [50, 20, 5]
+    for hyperparameter, default in loss_hyperparameters(name).items():
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            continue
+        with pytest.raises(ValueError, match=hyperparameter):
+            build_loss(name, num_classes=3, class_counts=counts, **{hyperparameter: math.nan})
+
+
+@pytest.mark.parametrize("name", available_losses())
+def test_every_loss_rejects_a_misspelled_hyperparameter(name):
+    with pytest.raises(ValueError, match="gamma_typo"):
+        build_loss(name, num_classes=3, class_counts=[5, 4, 3], gamma_typo=1.0)
+
+
+DATAMODULES = {name: cls for name, cls in vars(datamodules).items()
+               if inspect.isclass(cls) and issubclass(cls, datamodules.LTNoiseDataModule) and cls is not datamodules.LTNoiseDataModule}
+BAD_DATA_ARGS = [
+    ({"noise": "symmetric", "noise_rate": 1.0}, "noise_rate"),
+    ({"noise": "symmetric", "noise_rate": -0.2}, "noise_rate"),
+    ({"imbalance": "exp", "imbalance_ratio": 0.5}, "imbalance_ratio"),
+    ({"noise": "salt"}, "noise"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"sampling": "oversample"}, "sampling"),
+    ({"val_fraction": 1.5}, "val_fraction"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(DATAMODULES))
+@pytest.mark.parametrize(("kwargs", "field"), BAD_DATA_ARGS, ids=[f for _, f in BAD_DATA_ARGS])
+def test_every_datamodule_rejects_bad_settings_naming_the_field(name, kwargs, field, tmp_path):
+    required = {"ImageListDataModule": {"test": "test.csv"}}.get(name, {})
+    with pytest.raises(ValueError, match=field):
+        DATAMODULES[name](root=str(tmp_path), **required, **kwargs)
+
+
+def test_an_empty_class_after_subsampling_is_an_error(tmp_path):
+    write_mnist_like(tmp_path / "FashionMNIST" / "raw", n_train=30, n_test=10)  # 3 per class
+    data = datamodules.FashionMNISTDataModule(root=str(tmp_path), imbalance="exp", imbalance_ratio=10)
+    with pytest.raises(ValueError, match="count|empty"):
+        data.class_counts
+
+
+def _cli(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return LTNoiseCLI(args=["fit", "--config", str(path)], run=False)
+
+
+def test_malformed_config_files_are_rejected_with_the_reason(root, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _cli(tmp_path, "model: {class_path: lt_noise.methods.Classifier\n  init_args: [")
+    assert "config" in capsys.readouterr().err.lower()
+    base = _cli_config("Classifier", root)
+    base["model"]["init_args"]["lossss"] = "ce"
+    with pytest.raises(SystemExit):
+        _cli(tmp_path, yaml.safe_dump(base))
+    assert "lossss" in capsys.readouterr().err
+    base = _cli_config("Classifier", root)
+    base["model"]["class_path"] = "lt_noise.methods.NoSuchMethod"
+    with pytest.raises(SystemExit):
+        _cli(tmp_path, yaml.safe_dump(base))
+    assert "NoSuchMethod" in capsys.readouterr().err
