@@ -89,12 +89,12 @@ class LRSchedule:
         if self.name == "multistep":
             decay = self.gamma ** sum(m <= epoch for m in self.milestones)
         elif self.name == "cosine":
-            if not max_epochs or max_epochs <= self.warmup_epochs:
+            if not max_epochs or max_epochs < 1:
                 raise ValueError(
-                    f"Expected trainer `max_epochs` > warmup_epochs={self.warmup_epochs} for a cosine schedule, "
-                    f"but got {max_epochs}"
+                    f"Expected a positive trainer `max_epochs` for a cosine schedule (its horizon), but got {max_epochs}"
                 )
-            t = min(max(epoch - self.warmup_epochs, 0) / (max_epochs - self.warmup_epochs), 1.0)
+            # A run shorter than the warm-up (a smoke test) still gets a well-defined, one-epoch decay.
+            t = min(max(epoch - self.warmup_epochs, 0) / max(max_epochs - self.warmup_epochs, 1), 1.0)
             decay = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
         else:
             decay = 1.0

@@ -60,7 +60,7 @@ def make_model(name, data, **overrides):
     kwargs = dict(num_classes=data.num_classes, class_counts=data.class_counts, input_shape=data.input_shape,
                   noise_rate=data.noise_rate, backbone="mlp", backbone_args={"hidden": [32]},
                   optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
-                  lr_schedule={"name": "multistep", "milestones": [2], "gamma": 0.5})
+                  lr_schedule={"name": "cosine", "warmup_epochs": 1})
     kwargs.update(method_kwargs(name))
     kwargs.update(overrides)
     return METHODS[name](**kwargs)
@@ -136,7 +136,7 @@ def test_a_non_finite_loss_stops_with_the_step_and_the_samples(name, root, tmp_p
 
     model.per_sample_loss = poisoned.__get__(model)
     before = {k: v.clone() for k, v in model.named_parameters()}
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=3, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"global step 0.*sample indices of the batch: \[\d+"):
         trainer.fit(model, data)
@@ -148,7 +148,7 @@ def test_a_non_finite_loss_stops_with_the_step_and_the_samples(name, root, tmp_p
 def test_a_checkpoint_of_another_method_or_class_count_is_refused(name, root, tmp_path):
     data = make_data(root)
     other = "Classifier" if name != "Classifier" else "Curriculum"
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)],
                         default_root_dir=tmp_path)
     trainer.fit(make_model(other, data), data)

@@ -396,6 +396,8 @@ class Classifier(L.LightningModule):
             "method": type(self).__qualname__,
             "num_classes": self.num_classes,
             "history": list(self.history),
+            # The seed of the per-step RNG stream: a resumed process may start with another global seed.
+            "step_seed": self._seed,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -412,3 +414,4 @@ class Classifier(L.LightningModule):
                 f"Expected a checkpoint of method {type(self).__qualname__}, but it was saved by {saved['method']}"
             )
         self.history = list(saved["history"])
+        self._seed = int(saved.get("step_seed", self._seed))

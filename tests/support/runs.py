@@ -6,8 +6,9 @@ Resume::
     assert_same_state(straight, resumed)
 
 ``make_model()`` / ``make_data()`` build fresh objects; the helper seeds the global RNG before each model
-is built, fits ``epochs`` epochs straight, then fits ``stop_after`` epochs, and resumes from that run's
-``last.ckpt`` in a fresh Trainer, model and datamodule up to ``epochs``. It returns the two final
+is built, fits ``epochs`` epochs straight, then fits the same run but stops it after ``stop_after``
+epochs (``max_epochs`` unchanged, so a cosine schedule keeps its horizon), and resumes from that run's
+``last.ckpt`` in a fresh Trainer, model and datamodule, with another global seed, up to ``epochs``. It returns the two final
 checkpoints (dicts as saved by Lightning: ``state_dict``, ``optimizer_states``, ``lr_schedulers``,
 ``callbacks``, ``lt_noise``, ...).
 
@@ -61,6 +62,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+class StopAfter(L.Callback):
+    """Stop fitting after ``epochs`` epochs (as an interruption would), leaving ``max_epochs`` and with it
+    any schedule horizon (cosine) as in the uninterrupted run."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
 def resume_pair(
     make_model: Callable[[], L.LightningModule],
     make_data: Callable[[], L.LightningDataModule],
@@ -74,7 +87,10 @@ def resume_pair(
     L.seed_everything(SEED, workers=True)
     _trainer(root / "straight", epochs, **trainer_kwargs).fit(make_model(), make_data())
     L.seed_everything(SEED, workers=True)
-    _trainer(root / "first", stop_after, **trainer_kwargs).fit(make_model(), make_data())
+    first = _trainer(root / "first", epochs, **trainer_kwargs)
+    first.callbacks.append(StopAfter(stop_after))
+    first.fit(make_model(), make_data())
+    assert first.current_epoch == stop_after, f"expected to stop after {stop_after} epochs, got {first.current_epoch}"
     # A different global RNG state before resuming: the resumed run must not depend on it.
     L.seed_everything(SEED + 1, workers=True)
     _trainer(root / "second", epochs, **trainer_kwargs).fit(
