@@ -21,6 +21,7 @@ from __future__ import annotations
 import signal
 import sys
 
+import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -75,6 +76,12 @@ def main(args: list[str] | None = None) -> None:
         # Lightning stops on SIGTERM with a bare SystemExit (status 0); a pre-empted run must not look
         # finished to a scheduler or the sweep: exit with the conventional 128 + SIGTERM.
         sys.exit(128 + signal.SIGTERM)
+    finally:
+        # Lightning leaves the DDP process group alive; torn down by the interpreter's exit, gloo's
+        # threads can abort the process ("terminate called without an active exception") after a
+        # successful run. Destroy it while the process is still orderly.
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -166,5 +166,8 @@ def run_cli_fit(
     command = [sys.executable, "-m", "lt_noise.cli", "fit", "--config", str(path), *extra_args]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        raise AssertionError(f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        # Drop warning lines so that the reason of the failure is what is shown.
+        stderr = "\n".join(line for line in result.stderr.splitlines() if "Warning" not in line and "warn(" not in line
+                           and "It is recommended" not in line and "is deprecated" not in line)
+        raise AssertionError(f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stdout[-3000:]}\n{stderr[-8000:]}")
     return load_checkpoint(root / "checkpoints" / "last.ckpt")
