@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -70,6 +71,9 @@ class LTNoiseCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``lt-noise`` console script."""
+    # A deprecation inside Lightning 2.6 itself (torch's pytree API), printed on every run; nothing a
+    # user can act on.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
     try:
         LTNoiseCLI(args=args)
     except SIGTERMException:

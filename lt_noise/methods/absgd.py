@@ -315,7 +315,7 @@ class ABSGD(Classifier):
         scheduler = self.lr_schedule.build(optimizer, self.trainer.max_epochs if self._trainer else None)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
-    def configure_callbacks(self):
+    def default_callbacks(self) -> list:
         from lt_noise.callbacks.absgd import AttentionalWeightFigures
 
-        return super().configure_callbacks() + [AttentionalWeightFigures()]
+        return super().default_callbacks() + [AttentionalWeightFigures()]

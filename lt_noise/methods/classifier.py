@@ -375,10 +375,18 @@ class Classifier(L.LightningModule):
         scheduler = self.lr_schedule.build(optimizer, self.trainer.max_epochs if self._trainer else None)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
-    def configure_callbacks(self):
+    def default_callbacks(self) -> list[L.Callback]:
+        """The callbacks this method always runs with (results file, figures, fault tolerance).
+        Subclasses extend the list: ``return super().default_callbacks() + [MyDiagnostics()]``."""
         from lt_noise.callbacks import EvaluationFigures, InterruptCheckpoint, ResultsWriter
 
         return [ResultsWriter(), EvaluationFigures(), InterruptCheckpoint()]
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # Only what the trainer lacks: a second fit/test on the same trainer (the CLI tests after fit)
+        # and callbacks the user configured keep their instances, with their state and settings.
+        present = {type(c) for c in self.trainer.callbacks} if self._trainer is not None else set()
+        return [c for c in self.default_callbacks() if type(c) not in present]
 
     # ----------------------------------------------------------------------------------------------
     # Consistency with the data and with checkpoints

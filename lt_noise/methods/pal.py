@@ -140,10 +140,10 @@ class PAL(MixupClassifier):
     def prototypes(self) -> Tensor:
         return self.net.head.prototypes
 
-    def configure_callbacks(self):
+    def default_callbacks(self) -> list:
         from lt_noise.callbacks.pal import PrototypeDiagnostics
 
-        return super().configure_callbacks() + [PrototypeDiagnostics()]
+        return super().default_callbacks() + [PrototypeDiagnostics()]
 
 
 class FNPAL(PAL):

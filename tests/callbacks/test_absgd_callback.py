@@ -56,7 +56,7 @@ def test_the_figure_is_logged_and_the_averages_are_the_per_class_means(fm_root, 
     L.Trainer(accelerator="cpu", max_epochs=2, limit_val_batches=0, logger=logger, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, callbacks=[record]).fit(model, dm)
     figures = [c for c in model.trainer.callbacks if isinstance(c, AttentionalWeightFigures)]
-    assert len(figures) == 1  # added by ABSGD.configure_callbacks
+    assert len(figures) == 1  # added by ABSGD.default_callbacks
     callback = figures[0]
     assert callback.epochs == [0, 1]
     for epoch, batches in enumerate(record.epochs):
