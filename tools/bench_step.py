@@ -8,12 +8,15 @@
 Every :class:`~lt_noise.methods.Classifier` subclass exported by :mod:`lt_noise.methods` is measured with
 the same backbone, batch and data (an in-memory synthetic set), through a real Lightning Trainer: the
 time from ``on_train_batch_start`` to ``on_train_batch_end`` (forward, backward, optimizer step, and
-for manual-optimisation methods everything their step does), median over ``--steps`` steps after
-``--warmup`` steps, device-synchronised. A method may set a class attribute ``BENCHMARK_KWARGS`` (its
-constructor arguments for a representative step: e.g. ABSGD with a finite λ, Dynamic Loss after
-warm-up); a method with per-epoch work outside the steps exposes it as ``epoch_overhead(datamodule)``,
-which is timed once and compared with one CE epoch. The plain Classifier is measured first and last;
-its ratio base is the mean of the two medians, which cancels slow drift of the machine.
+for manual-optimisation methods everything their step does), device-synchronised. Batches are loaded
+in the main process (``num_workers=0``), so no loader worker competes with the step for the cores
+(on a 2-core machine that alone moves a step by ±5%). Each method is measured in ``--rounds`` rounds,
+each a pair of runs of ``--steps`` steps (after ``--warmup`` steps): plain CE, then the method, back to
+back, so that the machine's drift (frequency, other load) hits both alike; the method's ratio is the
+median over rounds of (method median / paired CE median). A method may set a class attribute ``BENCHMARK_KWARGS`` (its constructor arguments for
+a representative step: e.g. ABSGD with a finite λ, Dynamic Loss after warm-up); a method with per-epoch
+work outside the steps exposes it as ``epoch_overhead(datamodule)``, which is timed in every round and
+compared (median) with one CE epoch.
 
 Prints a table and exits non-zero when a budget of DESIGN.md §5 is missed.
 """
@@ -74,7 +77,7 @@ def method_classes() -> dict[str, type[Classifier]]:
     return dict(sorted(found.items(), key=lambda item: item[0] != "Classifier"))
 
 
-def measure(cls: type[Classifier], args: argparse.Namespace, datamodule: SyntheticDataModule) -> dict[str, float]:
+def measure(cls: type[Classifier], args: argparse.Namespace, datamodule: SyntheticDataModule) -> dict[str, list[float]]:
     L.seed_everything(0, verbose=False)
     kwargs = dict(
         num_classes=datamodule.num_classes,
@@ -107,10 +110,8 @@ def measure(cls: type[Classifier], args: argparse.Namespace, datamodule: Synthet
         torch.cuda.reset_peak_memory_stats()
     trainer.fit(model, datamodule)
     result = {
-        "median": statistics.median(timer.times),
-        "p10": statistics.quantiles(timer.times, n=10)[0],
-        "p90": statistics.quantiles(timer.times, n=10)[-1],
-        "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else float("nan"),
+        "steps": timer.times,
+        "peak_mb": [torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else float("nan")],
     }
     overhead = getattr(model, "epoch_overhead", None)
     if callable(overhead):
@@ -118,7 +119,18 @@ def measure(cls: type[Classifier], args: argparse.Namespace, datamodule: Synthet
         overhead(datamodule)
         if args.device == "cuda":
             torch.cuda.synchronize()
-        result["epoch_overhead_s"] = time.perf_counter() - start
+        result["epoch_overhead_s"] = [time.perf_counter() - start]
+    return result
+
+
+def summarize(samples: list[dict[str, list[float]]]) -> dict[str, float]:
+    steps = [t for sample in samples for t in sample["steps"]]
+    deciles = statistics.quantiles(steps, n=10)
+    result = {"median": statistics.median(steps), "p10": deciles[0], "p90": deciles[-1],
+              "peak_mb": max(p for sample in samples for p in sample["peak_mb"])}
+    overheads = [t for sample in samples for t in sample.get("epoch_overhead_s", [])]
+    if overheads:
+        result["epoch_overhead_s"] = statistics.median(overheads)
     return result
 
 
@@ -129,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-shape", type=int, nargs=3, default=(3, 32, 32))
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=15, help="measured steps per method and round")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all methods")
     parser.add_argument("--precision", default="32-true", help="e.g. bf16-mixed on a GPU")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
@@ -146,28 +159,36 @@ def main(argv: list[str] | None = None) -> int:
         train_size=max(4 * args.batch * (args.warmup + args.steps), 2000),
         test_size=args.num_classes * 10,
         batch_size=args.batch,
-        num_workers=2,
+        num_workers=0,
         imbalance="exp",
         imbalance_ratio=10,
         noise="symmetric",
         noise_rate=0.2,
     )
     classes = method_classes()
-    names = [n for n in classes if n != "Classifier" and (not args.methods or n in args.methods)]
-    results = {"Classifier": measure(classes["Classifier"], args, datamodule)}
-    for name in names:
-        results[name] = measure(classes[name], args, datamodule)
-    closing = measure(classes["Classifier"], args, datamodule)
-    base = (results["Classifier"]["median"] + closing["median"]) / 2
+    names = ["Classifier"] + [n for n in classes if n != "Classifier" and (not args.methods or n in args.methods)]
+    samples: dict[str, list[dict[str, list[float]]]] = {name: [] for name in names}
+    paired: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names[1:]:
+            reference = measure(classes["Classifier"], args, datamodule)
+            sample = measure(classes[name], args, datamodule)
+            samples["Classifier"].append(reference)
+            samples[name].append(sample)
+            paired[name].append(statistics.median(sample["steps"]) / statistics.median(reference["steps"]))
+    paired["Classifier"] = [1.0]
+    results = {name: summarize(samples[name]) for name in names}
+    base = results["Classifier"]["median"]
     steps_per_epoch = len(datamodule.train_dataloader())
 
     options = f"{args.device}, {args.precision}" + (", channels_last" if args.channels_last else "") + (", compile" if args.compile else "")
-    print(f"\nStep time vs plain CE ({args.backbone}, batch {args.batch}, {options}; median of {args.steps} steps)\n")
+    print(f"\nStep time vs plain CE ({args.backbone}, batch {args.batch}, {options}; median of "
+          f"{args.rounds} x {args.steps} steps)\n")
     print(f"| method | ms/step (p10-p90) | ratio | budget | peak MB | ok |")
     print("|---|---|---|---|---|---|")
     missed = []
     for name, result in results.items():
-        ratio = result["median"] / base
+        ratio = statistics.median(paired[name])
         budget = STEP_BUDGETS.get(name)
         ok = budget is None or ratio <= budget
         if not ok:
@@ -182,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                 missed.append(f"{name} epoch overhead: {epoch_ratio:.3f}x > {limit}x")
             print(f"| {name}: per-epoch work | {1e3 * result['epoch_overhead_s']:.0f} ms vs CE epoch "
                   f"{1e3 * base * steps_per_epoch:.0f} ms | {epoch_ratio:.3f} | {limit or '-'} | | {'yes' if fine else 'NO'} |")
-    print(f"\nCE medians first/last: {1e3 * results['Classifier']['median']:.1f} / {1e3 * closing['median']:.1f} ms")
+    rounds = [statistics.median(sample["steps"]) * 1e3 for sample in samples["Classifier"]]
+    print(f"\nCE median per run: {min(rounds):.1f} to {max(rounds):.1f} ms over {len(rounds)} runs")
+    print("Per-round ratios: " + "; ".join(f"{n} {', '.join(f'{r:.3f}' for r in paired[n])}" for n in names[1:]))
     if missed:
         print("Budgets missed: " + "; ".join(missed))
         return 0 if args.no_check else 1
