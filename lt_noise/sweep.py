@@ -295,7 +295,8 @@ def _format_cell(cell: dict[str, Any]) -> str:
     if cell["n"] == 0:
         text = "missing"
     else:
-        text = f"{cell['mean']:.2f} ± {cell['std']:.2f}"
+        # One seed has no spread to report: "± 0.00" would claim one.
+        text = f"{cell['mean']:.2f}" if cell["n"] == 1 else f"{cell['mean']:.2f} ± {cell['std']:.2f}"
         if cell["n"] < cell["expected"]:
             text += f" ({cell['n']}/{cell['expected']} seeds)"
     if cell["paper"] is not None:

@@ -63,7 +63,7 @@ def test_mean_std_over_seeds_and_missing_runs_are_shown(table, tmp_path):
     std = math.sqrt(sum((100 * v - mean) ** 2 for v in values.values()) / 3)
     assert f"{mean:.2f} ± {std:.2f} [paper 80.00, {mean - 80:+.2f}]" in text
     assert "missing [paper 70.00]" in text  # CE 0.4: no run finished
-    assert "90.00 ± 0.00 (1/3 seeds)" in text
+    assert "| 90.00 (1/3 seeds)" in text  # one seed: no spread claimed
     few = markdown_table(table, records, "few")
     assert "50.00 ± 0.00" in few and "paper" not in few.split("\n", 2)[2]
 

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     options = f"{args.device}, {args.precision}" + (", channels_last" if args.channels_last else "") + (", compile" if args.compile else "")
     print(f"\nStep time vs plain CE ({args.backbone}, batch {args.batch}, {options}; median of "
           f"{args.rounds} x {args.steps} steps)\n")
-    print(f"| method | ms/step (p10-p90) | ratio | budget | peak MB | ok |")
+    print("| method | ms/step (p10-p90) | ratio | budget | peak MB | ok |")
     print("|---|---|---|---|---|---|")
     missed = []
     for name, result in results.items():

@@ -7,26 +7,20 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
-from support.fixtures import write_mnist_like
+from support.fashion import fashion_mnist_data, fashion_mnist_root
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lt_noise.callbacks import AttentionalWeightFigures
 from lt_noise.callbacks.absgd_plots import class_weight_figure
-from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import ABSGD
 from lt_noise.optim import LRSchedule, OptimizerConfig
 
 TAG = "train/absgd_class_weights"
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=300, n_test=60)
-    return root
+fm_root = fashion_mnist_root(n_train=300, n_test=60)
 
 
 class _WeightLog(L.Callback):
@@ -46,7 +40,7 @@ class _WeightLog(L.Callback):
 
 
 def test_the_figure_is_logged_and_the_averages_are_the_per_class_means(fm_root, tmp_path):
-    dm = FashionMNISTDataModule(root=str(fm_root), num_workers=0, batch_size=32, seed=0, imbalance="exp",
+    dm = fashion_mnist_data(fm_root, imbalance="exp",
                                 imbalance_ratio=10)
     model = ABSGD(num_classes=10, class_counts=dm.class_counts, input_shape=dm.input_shape, backbone="mlp",
                   lam=1.0, gamma=0.5, stage2_epoch=1, optimizer=OptimizerConfig(lr=0.05),

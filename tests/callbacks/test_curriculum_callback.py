@@ -7,7 +7,6 @@ test's own forward hook: never from the callback's code.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
-from support.fixtures import write_mnist_like
+from support.fashion import data_facts, fashion_mnist_root
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lt_noise.callbacks import CurriculumDiagnostics
@@ -27,12 +26,7 @@ from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import Classifier, Curriculum
 from lt_noise.optim import LRSchedule, OptimizerConfig
 
-
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=48, n_test=20)
-    return root
+fm_root = fashion_mnist_root(n_train=48, n_test=20)
 
 
 def _data(root):
@@ -41,7 +35,7 @@ def _data(root):
 
 
 def _kwargs(dm):
-    return dict(num_classes=10, class_counts=dm.class_counts, input_shape=dm.input_shape, noise_rate=dm.noise_rate,
+    return dict(**data_facts(dm),
                 backbone="mlp", backbone_args={"hidden": [32]}, optimizer=OptimizerConfig(lr=0.5, momentum=0.0),
                 lr_schedule=LRSchedule(name="multistep", milestones=(1,), gamma=0.1))
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
-from support.fixtures import write_mnist_like
+from support.fashion import data_facts, fashion_mnist_data, fashion_mnist_root
 
 from lt_noise.callbacks import DynamicLossDiagnostics
 from lt_noise.callbacks.dynamic_loss import label_statistics, spearman
@@ -22,21 +22,10 @@ from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import DynamicLoss
 from lt_noise.optim import LRSchedule, OptimizerConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks: extra intra-op threads only spin and stall on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=400, n_test=100)
-    return root
+fm_root = fashion_mnist_root(n_train=400, n_test=100)
 
 
 def test_noisy_fraction_per_bin_matches_a_loop():
@@ -97,10 +86,9 @@ def test_corrected_labels_follow_eq3_with_a_hard_prediction(fm_root):
 
 def test_callback_logs_statistics_figures_and_keeps_its_history(fm_root, tmp_path):
     L.seed_everything(0)
-    dm = FashionMNISTDataModule(root=str(fm_root), num_workers=0, batch_size=32, seed=0, noise="class_frequency",
+    dm = fashion_mnist_data(fm_root, noise="class_frequency",
                                 noise_rate=0.4, imbalance="exp", imbalance_ratio=4)
-    model = DynamicLoss(num_classes=10, class_counts=dm.class_counts, input_shape=dm.input_shape,
-                        noise_rate=dm.noise_rate, backbone="mlp", backbone_args={"hidden": [32]}, bins=10, warmup_epochs=1, optimizer=OptimizerConfig(lr=0.05),
+    model = DynamicLoss(**data_facts(dm), backbone="mlp", backbone_args={"hidden": [32]}, bins=10, warmup_epochs=1, optimizer=OptimizerConfig(lr=0.05),
                         lr_schedule=LRSchedule(name="cosine"))
     callback = DynamicLossDiagnostics(every_n_epochs=1)
     trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=TensorBoardLogger(str(tmp_path)), enable_checkpointing=False,

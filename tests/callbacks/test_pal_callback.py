@@ -7,7 +7,6 @@ the mean feature norm and its histogram recomputed from the backbone on the vali
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from unittest import mock
 
 import lightning as L
@@ -16,7 +15,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
-from support.fixtures import write_mnist_like
+from support.fashion import fashion_mnist_root
 
 from lt_noise.callbacks import PrototypeDiagnostics
 from lt_noise.callbacks import pal as pal_callback
@@ -49,11 +48,7 @@ def test_head_prototypes_of_anchored_and_learned_heads():
     assert head_prototypes(LinearHead(8, 5), num_classes=4) is None
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=120, n_test=50)
-    return root
+fm_root = fashion_mnist_root(n_train=120, n_test=50)
 
 
 def _fit(model, fm_root, tmp_path, callbacks=()):

@@ -14,20 +14,19 @@ import math
 import re
 import sys
 from pathlib import Path
-from unittest import mock
 from types import SimpleNamespace
+from unittest import mock
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 import yaml
-from support.fixtures import write_mnist_like
+from support.fashion import data_facts, fashion_mnist_data, fashion_mnist_root
 from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import ABSGD, Classifier
 from lt_noise.methods.absgd import ABAdamEq9
 from lt_noise.optim import LRSchedule, OptimizerConfig
@@ -93,25 +92,15 @@ def _softmax_ce(W, b, x, y):
     return losses, grad_W, delta
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=300, n_test=60)
-    return root
+fm_root = fashion_mnist_root(n_train=300, n_test=60)
 
 
-def _data(root, **kwargs):
-    options = dict(root=str(root), num_workers=0, batch_size=32, seed=0)
-    options.update(kwargs)
-    return FashionMNISTDataModule(**options)
+_data = fashion_mnist_data
 
 
 def _fm_model(dm, **kwargs):
     options = dict(
-        num_classes=10,
-        class_counts=dm.class_counts,
-        input_shape=dm.input_shape,
-        noise_rate=dm.noise_rate,
+        **data_facts(dm),
         backbone="cnn4",
         optimizer=OptimizerConfig(lr=0.05),
         lr_schedule=LRSchedule(name="multistep", milestones=(2,), gamma=0.5),

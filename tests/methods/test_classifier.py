@@ -1,39 +1,26 @@
 import json
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from support.fixtures import write_mnist_like
+from support.fashion import data_facts, fashion_mnist_data, fashion_mnist_root
 from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
 
 from lt_noise.callbacks import DeferredReweighting
-from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.losses import class_balanced_weights
 from lt_noise.methods import Classifier, NonFiniteLossError
 from lt_noise.optim import LRSchedule, OptimizerConfig
 
-
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=400, n_test=101)
-    return root
+fm_root = fashion_mnist_root(n_train=400, n_test=101)
 
 
-def _data(root, **kwargs):
-    options = dict(root=str(root), num_workers=0, batch_size=32, seed=0)
-    options.update(kwargs)
-    return FashionMNISTDataModule(**options)
+_data = fashion_mnist_data
 
 
 def _model(dm, **kwargs):
     options = dict(
-        num_classes=10,
-        class_counts=dm.class_counts,
-        input_shape=dm.input_shape,
-        noise_rate=dm.noise_rate,
+        **data_facts(dm),
         backbone="cnn4",
         optimizer=OptimizerConfig(lr=0.05),
         lr_schedule=LRSchedule(name="multistep", milestones=(1,), gamma=0.5),

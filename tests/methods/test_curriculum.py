@@ -20,11 +20,10 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from support.fixtures import write_mnist_like
+from support.fashion import fashion_mnist_data, fashion_mnist_root
 from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
 
 from lt_noise.callbacks import CurriculumDiagnostics
-from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import Classifier, Curriculum
 from lt_noise.models import available_backbones
 from lt_noise.optim import LRSchedule, OptimizerConfig
@@ -32,17 +31,11 @@ from lt_noise.optim import LRSchedule, OptimizerConfig
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=320, n_test=60)
-    return root
+fm_root = fashion_mnist_root(n_train=320, n_test=60)
 
 
 def _data(root, **kwargs):
-    options = dict(root=str(root), num_workers=0, batch_size=32, seed=0, noise="symmetric", noise_rate=0.4, augment="none")
-    options.update(kwargs)
-    return FashionMNISTDataModule(**options)
+    return fashion_mnist_data(root, **{**dict(noise="symmetric", noise_rate=0.4, augment="none"), **kwargs})
 
 
 def _model(dm=None, cls=Curriculum, **kwargs):

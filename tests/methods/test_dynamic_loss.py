@@ -2,48 +2,32 @@
 epoch plan, warm-up pre-training, bf16, exact resume and DDP parity."""
 
 import copy
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from support.fixtures import write_mnist_like
+from support.fashion import data_facts, fashion_mnist_data, fashion_mnist_root
 from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
 
-from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import DynamicLoss
 from lt_noise.methods import dynamic_loss as dl
 from lt_noise.optim import LRSchedule, OptimizerConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks: extra intra-op threads only spin and stall on a shared machine (10x slower here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=400, n_test=100)
-    return root
+fm_root = fashion_mnist_root(n_train=400, n_test=100)
 
 
 def _data(root, **kwargs):
-    options = dict(root=str(root), num_workers=0, batch_size=32, seed=0, noise="class_frequency", noise_rate=0.3,
-                   imbalance="exp", imbalance_ratio=4)
-    options.update(kwargs)
-    return FashionMNISTDataModule(**options)
+    options = dict(noise="class_frequency", noise_rate=0.3, imbalance="exp", imbalance_ratio=4)
+    return fashion_mnist_data(root, **{**options, **kwargs})
 
 
 def _model(dm, **kwargs):
-    options = dict(num_classes=10, class_counts=dm.class_counts, input_shape=dm.input_shape, noise_rate=dm.noise_rate,
-                   backbone="mlp", backbone_args={"hidden": [32]}, optimizer=OptimizerConfig(lr=0.05),
+    options = dict(**data_facts(dm), backbone="mlp", backbone_args={"hidden": [32]}, optimizer=OptimizerConfig(lr=0.05),
                    lr_schedule=LRSchedule(name="cosine"), warmup_epochs=1, bins=10)
     options.update(kwargs)
     return DynamicLoss(**options)

@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from support.fixtures import write_mnist_like
+from support.fashion import fashion_mnist_root
 
 from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import PAL, Classifier, MiSLAS
@@ -80,11 +80,7 @@ def test_learnable_weight_scaling_scales_each_class_logit():
 # ----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=200, n_test=40)
-    return root
+fm_root = fashion_mnist_root(n_train=200, n_test=40)
 
 
 def _data(root, **kwargs):

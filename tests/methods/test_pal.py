@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from support.fixtures import write_mnist_like
+from support.fashion import data_facts, fashion_mnist_root
 from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -203,11 +203,7 @@ def test_load_from_checkpoint_rebuilds_the_same_head(cls, extra, tmp_path):
 # ----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fm_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fm")
-    write_mnist_like(root / "FashionMNIST" / "raw", n_train=240, n_test=60)
-    return root
+fm_root = fashion_mnist_root(n_train=240, n_test=60)
 
 
 @pytest.mark.slow
@@ -219,9 +215,9 @@ def test_resume_restores_the_prototypes_and_replays_exactly(fm_root, tmp_path, c
 
     def make_model():
         dm = make_data()
-        return cls(num_classes=10, class_counts=dm.class_counts, input_shape=dm.input_shape, noise_rate=dm.noise_rate,
+        return cls(**data_facts(dm),
                    backbone="mlp", backbone_args={"hidden": [64, 32]}, prototypes_seed=None if cls is PAL else 3,
-                   # multistep, not cosine: resume_pair's first run has max_epochs=1, which would change a cosine horizon
+                   # multistep: the resumed run must replay the step change at epoch 1
                    optimizer=OptimizerConfig(lr=0.05), lr_schedule=LRSchedule(name="multistep", milestones=(1,)), **extra)
 
     initial = make_model().prototypes.clone()
