@@ -5,7 +5,7 @@ import pytest
 from support.fixtures import write_cifar10, write_mnist_like
 
 from lt_noise.data import imbalance, noise
-from lt_noise.data.modules import CIFAR10DataModule, FashionMNISTDataModule
+from lt_noise.data.modules import CIFAR10DataModule, DatasetNotFoundError, FashionMNISTDataModule
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,18 @@ def test_cifar10_reads_pickled_batches(tmp_path):
     raw = (x.numpy() * np.array(dm.std)[:, None, None] + np.array(dm.mean)[:, None, None]) * 255
     np.testing.assert_allclose(raw.transpose(1, 2, 0), written["train"][0][7], atol=1e-3)
     assert y == written["train"][1][7] and len(dm.test_dataset()) == 30
+
+
+def test_cifar_truncated_or_missing_batches_name_the_file(tmp_path):
+    write_cifar10(tmp_path, n_train=100, n_test=30)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])
+    with pytest.raises(DatasetNotFoundError, match=r"data_batch_3.*truncated or corrupt"):
+        CIFAR10DataModule(root=str(tmp_path)).class_counts
+    assert batch.stat().st_size == 1000  # nothing rewritten or deleted
+    batch.unlink()
+    with pytest.raises(DatasetNotFoundError, match="Missing file: .*data_batch_3"):
+        CIFAR10DataModule(root=str(tmp_path)).class_counts
 
 
 def test_max_train_per_class_caps_before_the_long_tail(root):
