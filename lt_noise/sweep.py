@@ -305,12 +305,14 @@ def _format_cell(cell: dict[str, Any]) -> str:
     return text
 
 
-def markdown_table(table: Table, records: Sequence[dict[str, Any]], metric: str | None = None) -> str:
-    """A markdown table: rows x columns, "mean ± std [paper p, ±diff]", missing runs shown as such."""
+def markdown_table(table: Table, records: Sequence[dict[str, Any]], metric: str | None = None,
+                   title: str | None = None) -> str:
+    """A markdown table: rows x columns, "mean ± std [paper p, ±diff]", missing runs shown as such;
+    headed by ``title`` (the table's caption by default)."""
     metric = metric or table.metric
     cells = aggregate(table, records, metric)
     header = f"| {table.name} ({metric}) | " + " | ".join(table.columns) + " |"
-    lines = [f"**{table.caption}**", "", header, "|" + "---|" * (len(table.columns) + 1)]
+    lines = [f"**{table.caption if title is None else title}**", "", header, "|" + "---|" * (len(table.columns) + 1)]
     for row in table.rows:
         lines.append(f"| {row} | " + " | ".join(_format_cell(cells[(row, c)]) for c in table.columns) + " |")
     return "\n".join(lines) + "\n"

@@ -124,3 +124,31 @@ def test_invalid_table_files_are_rejected(tmp_path):
     path.write_text(yaml.safe_dump({"name": "x", "rows": {"A": {"config": "a"}}, "columns": {}, "metric": "top5"}))
     with pytest.raises(ValueError, match="top5"):
         load_table(path)
+
+
+def test_figures_plot_the_aggregated_means_and_per_class_accuracy_by_count(table, tmp_path):
+    from lt_noise.sweep_plots import accuracy_by_column_figure, per_class_figure
+
+    runs = plan_runs(table, tmp_path / "out")
+    values = {("CE", "0.2"): [0.8, 0.9, 0.85], ("CE", "0.4"): [0.6, 0.7, 0.65], ("GCE", "0.4"): [0.5, 0.5, 0.8]}
+    per_class = {0: [1.0, 0.5, 0.0], 1: [0.8, 0.3, 0.2], 2: [0.9, 0.4, 0.5]}  # classes of 30, 3 and 10 samples
+    for run in runs:
+        if (run.row, run.column) in values:
+            _write_results(run, values[(run.row, run.column)][run.seed])
+            results = json.loads((run.directory / "results.json").read_text())
+            results.update(test={"per_class_acc": per_class[run.seed]}, data={"class_counts": [30, 3, 10]})
+            (run.directory / "results.json").write_text(json.dumps(results))
+    axis = accuracy_by_column_figure(table, collect(runs)).axes[0]
+    lines = {bars.get_label(): bars.lines[0] for bars in axis.containers}  # errorbar: (data line, caps, bars)
+    # Numeric column labels go on a numeric axis; GCE has no 0.2 run, so one point.
+    assert list(lines["CE"].get_xdata()) == [0.2, 0.4]
+    assert lines["CE"].get_ydata() == pytest.approx([85.0, 65.0])
+    assert list(lines["GCE"].get_xdata()) == [0.4] and lines["GCE"].get_ydata() == pytest.approx([60.0])
+
+    chosen = [run for run in runs if run.column == "0.4"]
+    axis = per_class_figure(chosen, title="t").axes[0]
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    assert set(lines) == {"CE", "GCE"}
+    assert list(lines["CE"].get_xdata()) == [3, 10, 30]  # sorted by class count
+    means = {c: 100 * sum(per_class[s][i] for s in range(3)) / 3 for i, c in enumerate([30, 3, 10])}
+    assert lines["CE"].get_ydata() == pytest.approx([means[3], means[10], means[30]])

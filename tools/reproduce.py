@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(table, collect(runs)))
         return 1 if failed else 0
     records = collect(runs)
-    report = [markdown_table(table, records)] + [markdown_table(table, records, m) for m in table.extra_metrics]
+    report = [markdown_table(table, records)] + [
+        markdown_table(table, records, m, title=f"The same runs: {m}") for m in table.extra_metrics
+    ]
     text = "\n".join(report)
     print(text)
     if args.markdown:
