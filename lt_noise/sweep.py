@@ -280,10 +280,11 @@ def aggregate(table: Table, records: Sequence[dict[str, Any]], metric: str | Non
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for row in table.rows:
         for column in table.columns:
-            values = [r[metric] for r in records if r["row"] == row and r["column"] == column and r[metric] is not None]
+            found = [r for r in records if r["row"] == row and r["column"] == column]
+            values = [r[metric] for r in found if r[metric] is not None]
             # The paper's numbers are of the table's main metric only.
             paper = table.paper.get(row, {}).get(column) if metric == table.metric else None
-            cell: dict[str, Any] = {"n": len(values), "expected": len(table.seeds), "paper": paper}
+            cell: dict[str, Any] = {"n": len(values), "runs": len(found), "expected": len(table.seeds), "paper": paper}
             if values:
                 cell["mean"], cell["std"] = _mean_std(values)
                 cell["diff"] = None if paper is None else cell["mean"] - paper
@@ -293,7 +294,8 @@ def aggregate(table: Table, records: Sequence[dict[str, Any]], metric: str | Non
 
 def _format_cell(cell: dict[str, Any]) -> str:
     if cell["n"] == 0:
-        text = "missing"
+        # Finished runs without the metric (e.g. few-shot accuracy with no few-shot class) are not missing.
+        text = "—" if cell.get("runs") else "missing"
     else:
         # One seed has no spread to report: "± 0.00" would claim one.
         text = f"{cell['mean']:.2f}" if cell["n"] == 1 else f"{cell['mean']:.2f} ± {cell['std']:.2f}"

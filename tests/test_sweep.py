@@ -66,6 +66,8 @@ def test_mean_std_over_seeds_and_missing_runs_are_shown(table, tmp_path):
     assert "| 90.00 (1/3 seeds)" in text  # one seed: no spread claimed
     few = markdown_table(table, records, "few")
     assert "50.00 ± 0.00" in few and "paper" not in few.split("\n", 2)[2]
+    gce = next(line for line in few.splitlines() if line.startswith("| GCE"))
+    assert gce == "| GCE | — | missing |"  # 0.2: a finished run without few-shot classes; 0.4: no run
 
 
 def test_csv_has_one_line_per_cell_and_metric(table, tmp_path):
