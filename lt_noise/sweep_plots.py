@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from lt_noise.sweep import Run, Table, aggregate
@@ -27,8 +28,6 @@ _MARKERS = "osD^v<>ph*"
 
 def _style(index: int) -> dict[str, Any]:
     """Colour and marker of the index-th method: 20 colours x 9 markers, so 14 rows stay distinguishable."""
-    from matplotlib import colormaps
-
     # tab20 pairs a dark and a light shade of each hue: the ten dark ones first, then the light ones.
     shade = (2 * index) % 20 + (index // 10) % 2
     return {"color": colormaps["tab20"](shade), "marker": _MARKERS[index % len(_MARKERS)]}
@@ -65,8 +64,8 @@ def accuracy_by_column_figure(table: Table, records: Sequence[dict[str, Any]], m
 
 def per_class_figure(runs: Sequence[Run], *, title: str) -> Figure:
     """Per-class test accuracy against the training class count (log x), one line per method through
-    its classes sorted by count, averaged over the given runs' seeds (runs need a ``test`` section with
-    ``per_class_acc``). Methods are styled in the order they first appear in ``runs``."""
+    its classes sorted by count; the classes of one count are averaged (over classes of equal size and
+    over the given runs' seeds). Runs need a ``test`` section with ``per_class_acc``. Methods are styled in the order they first appear in ``runs``."""
     figure = Figure(figsize=(9, 5), layout="constrained")
     axis = figure.add_subplot()
     by_row: dict[str, list[tuple[float, float]]] = {}
