@@ -5,37 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.loss_reference import prob_of_label, ref_nce, ref_nfl, ref_ngce, ref_rce
 from torch import nn
 
 from lt_noise.losses import MAE, NCE, NFL, RCE, ActivePassive, build_loss, loss_hyperparameters
 
-
-def np_softmax(logits):
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _py(x, y):
-    return np_softmax(x)[np.arange(len(y)), y]
-
-
-def ref_nce(x, y):
-    log_p = np.log(np_softmax(x))
-    return -log_p[np.arange(len(y)), y] / (-log_p).sum(axis=1)
-
-
-def ref_nfl(x, y, gamma):
-    p = np_softmax(x)
-    fl = -((1 - p) ** gamma) * np.log(p)
-    return fl[np.arange(len(y)), y] / fl.sum(axis=1)
-
-
-def ref_ngce(x, y, q):
-    return (1 - _py(x, y) ** q) / (x.shape[1] - (np_softmax(x) ** q).sum(axis=1))
-
-
-def ref_rce(x, y, A):
-    return -A * (1 - _py(x, y))
+_py = prob_of_label
 
 
 COMBOS = [

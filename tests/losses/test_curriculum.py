@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from support.loss_reference import np_softmax
 
 from lt_noise.losses import (
     AEL,
@@ -45,11 +46,6 @@ VARIANTS = {
     "tce_4": lambda: TCE(order=4),
 }
 PY_LOSSES = {**{n: (lambda n=n: build_loss(n)) for n in PY_NAMES}, **VARIANTS}
-
-
-def np_softmax(x):
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def ref_margin(x, y):
