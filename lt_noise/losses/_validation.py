@@ -25,6 +25,7 @@ from torch import Tensor
 __all__ = [
     "check_class_counts",
     "check_delta",
+    "check_flag",
     "check_interval",
     "check_logits",
     "check_positive_int",
@@ -70,6 +71,13 @@ def check_interval(
     if not (above and below):
         interval = _fmt_interval(low, high, low_closed, high_closed)
         raise ValueError(f"Expected argument `{name}` in {interval}, but got {value:g}")
+    return value
+
+
+def check_flag(name: str, value: object) -> bool:
+    """Return ``value`` after checking it is a bool (0/1 and strings are rejected: no silent coercion)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"Expected argument `{name}` to be a bool, but got {value!r}")
     return value
 
 

@@ -68,10 +68,14 @@ def nce_rce(alpha: float = 1.0, beta: float = 1.0, A: float = DEFAULT_A) -> Acti
 
 @register_loss("nfl+rce")
 def nfl_rce(
-    alpha: float = 1.0, beta: float = 1.0, gamma: float = 0.5, A: float = DEFAULT_A  # noqa: N803
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    gamma: float = 0.5,
+    A: float = DEFAULT_A,  # noqa: N803
+    detach_focal_factor: bool = False,
 ) -> ActivePassive:
-    """α NFL(γ) + β RCE(A) (APL CIFAR-10: α = β = 1, γ = 0.5)."""
-    return ActivePassive(NFL(gamma=gamma), RCE(A=A), alpha=alpha, beta=beta)
+    """α NFL(γ) + β RCE(A) (APL CIFAR-10: α = β = 1, γ = 0.5); ``detach_focal_factor`` as :class:`NFL`."""
+    return ActivePassive(NFL(gamma=gamma, detach_focal_factor=detach_focal_factor), RCE(A=A), alpha=alpha, beta=beta)
 
 
 @register_loss("nce+agce")

@@ -13,12 +13,12 @@ each class):
 name               hyperparameters (defaults)
 =================  ===============================================================================
 ce                 label_smoothing=0.0
-focal              gamma=0.5
+focal              gamma=0.5, detach_focal_factor=False
 mse                (none)
 mae                (none)
 rce                A=-4.0
 nce                (none)
-nfl                gamma=0.5
+nfl                gamma=0.5, detach_focal_factor=False
 gce                q=0.7
 ngce               q=0.1
 sce                alpha=0.1, beta=1.0, A=-4.0
@@ -29,7 +29,7 @@ tce                order=2
 nsl                (none)
 nce+mae            alpha=1.0, beta=1.0                     alpha*NCE + beta*MAE
 nce+rce            alpha=1.0, beta=1.0, A=-4.0             alpha*NCE + beta*RCE(A)
-nfl+rce            alpha=1.0, beta=1.0, gamma=0.5, A=-4.0  alpha*NFL(gamma) + beta*RCE(A)
+nfl+rce            alpha=1.0, beta=1.0, gamma=0.5, A=-4.0, detach_focal_factor=False: alpha*NFL(gamma) + beta*RCE(A)
 nce+agce           alpha=1.0, beta=4.0, a=6.0, q=1.5       alpha*NCE + beta*AGCE(a, q)
 nce+aul            alpha=1.0, beta=4.0, a=6.3, q=1.5       alpha*NCE + beta*AUL(a, q)
 nce+ael            alpha=1.0, beta=4.0, a=5.0              alpha*NCE + beta*AEL(a)

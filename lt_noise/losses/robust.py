@@ -20,7 +20,7 @@ from torch import Tensor
 
 from lt_noise.losses._base import LabelProbabilityLoss, PerSampleLoss
 from lt_noise.losses._core import label_logit, log1m_softmax
-from lt_noise.losses._validation import check_interval, check_positive_int
+from lt_noise.losses._validation import check_flag, check_interval, check_positive_int
 from lt_noise.losses.registry import register_loss
 
 __all__ = ["AEL", "AGCE", "AUL", "GCE", "MAE", "NCE", "NFL", "NGCE", "NSL", "RCE", "SCE", "TCE"]
@@ -307,21 +307,25 @@ class NFL(PerSampleLoss):
 
     Args:
         gamma: γ >= 0 (γ = 0 is NCE). Default 0.5 (APL configs).
+        detach_focal_factor: treat every focusing factor (1 - p_j)^γ, in the numerator and in the
+            normaliser, as a constant in the gradient, as the APL code does (loss.py, NormalizedFocalLoss:
+            ``pt.data``). Same value; default False, the true derivative (see :class:`FocalLoss`).
 
-    Full gradient; the APL code detaches the (1 - p)^γ factors (see :class:`FocalLoss`). Class
-    indices only.
+    Class indices only.
     """
 
-    def __init__(self, gamma: float = 0.5) -> None:
+    def __init__(self, gamma: float = 0.5, detach_focal_factor: bool = False) -> None:
         super().__init__()
         self.gamma = check_interval("gamma", gamma, 0.0, low_closed=True)
+        self.detach_focal_factor = check_flag("detach_focal_factor", detach_focal_factor)
 
     def _hard_forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        focal = -(self.gamma * log1m_softmax(logits)).exp() * logits.log_softmax(dim=1)
+        factor = (self.gamma * log1m_softmax(logits)).exp()
+        focal = -(factor.detach() if self.detach_focal_factor else factor) * logits.log_softmax(dim=1)
         return label_logit(focal, target) / focal.sum(dim=1)
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}"
+        return f"gamma={self.gamma}, detach_focal_factor={self.detach_focal_factor}"
 
 
 @register_loss("ngce")

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from lt_noise.losses._base import LabelProbabilityLoss, PerSampleLoss
 from lt_noise.losses._core import class_mask
-from lt_noise.losses._validation import check_interval
+from lt_noise.losses._validation import check_flag, check_interval
 from lt_noise.losses.registry import register_loss
 
 __all__ = ["CrossEntropy", "FocalLoss", "MSE"]
@@ -71,24 +71,30 @@ class FocalLoss(LabelProbabilityLoss):
     w(Δ_y) = (1 - p_y)^γ (1 - p_y - γ p_y log p_y) (Table 6); its maximum has no closed form, so it is
     taken on the Δ grid (it exceeds 1 for γ > 0). Class indices only.
 
-    The full gradient is used. The APL and ALFs reference code (clcarwin's focal loss) computes
-    (1 - p_y)^γ from a detached p_y, i.e. its gradient drops the derivative of that factor; the value
-    is the same.
+        detach_focal_factor: treat the focusing factor (1 - p_y)^γ as a constant in the gradient, as
+            the APL and ALFs reference code does (clcarwin's focal loss computes it from a detached
+            p_y). The value is the same; the gradient becomes (1 - p_y)^γ times that of cross entropy,
+            so w(Δ_y) = (1 - p_y)^(γ+1). Default False: the true derivative of the loss (the formula of
+            Lin et al. and of the curriculum paper's Table 6). Set it to reproduce the APL/PAL tables.
     """
 
-    def __init__(self, gamma: float = 0.5) -> None:
+    def __init__(self, gamma: float = 0.5, detach_focal_factor: bool = False) -> None:
         super().__init__()
         self.gamma = check_interval("gamma", gamma, 0.0, low_closed=True)
+        self.detach_focal_factor = check_flag("detach_focal_factor", detach_focal_factor)
 
     def _value(self, log_p: Tensor, log_q: Tensor) -> Tensor:
-        return -(self.gamma * log_q).exp() * log_p
+        factor = (self.gamma * log_q).exp()
+        return -(factor.detach() if self.detach_focal_factor else factor) * log_p
 
     def _weight(self, log_p: Tensor, log_q: Tensor) -> Tensor:
         p, q = log_p.exp(), log_q.exp()
+        if self.detach_focal_factor:
+            return ((self.gamma + 1.0) * log_q).exp()
         return (self.gamma * log_q).exp() * (q - self.gamma * p * log_p)
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}"
+        return f"gamma={self.gamma}, detach_focal_factor={self.detach_focal_factor}"
 
 
 @register_loss("mse")

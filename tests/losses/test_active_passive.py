@@ -18,7 +18,7 @@ COMBOS = [
     ("nce+rce", {"alpha": 10.0, "beta": 1.0, "A": -6.0}, lambda x, y: 10.0 * ref_nce(x, y) + ref_rce(x, y, -6.0)),
     (
         "nfl+rce",
-        {"alpha": 1.0, "beta": 2.0, "gamma": 0.3, "A": -4.0},
+        {"alpha": 1.0, "beta": 2.0, "gamma": 0.3, "A": -4.0, "detach_focal_factor": False},
         lambda x, y: ref_nfl(x, y, 0.3) + 2.0 * ref_rce(x, y, -4.0),
     ),
     (
@@ -62,7 +62,7 @@ def test_hyperparameter_names_pass_through(name, hparams, ref):
 
 def test_defaults_are_the_authors_cifar10_configs():
     assert loss_hyperparameters("nce+rce") == {"alpha": 1.0, "beta": 1.0, "A": -4.0}
-    assert loss_hyperparameters("nfl+rce") == {"alpha": 1.0, "beta": 1.0, "gamma": 0.5, "A": -4.0}
+    assert loss_hyperparameters("nfl+rce") == {"alpha": 1.0, "beta": 1.0, "gamma": 0.5, "A": -4.0, "detach_focal_factor": False}
     assert loss_hyperparameters("nce+agce") == {"alpha": 1.0, "beta": 4.0, "a": 6.0, "q": 1.5}
     assert loss_hyperparameters("ngce+mae") == {"alpha": 1.0, "beta": 1.0, "q": 0.1}
 

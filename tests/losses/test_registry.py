@@ -138,7 +138,7 @@ def test_hyperparameters_reach_the_module():
 
 def test_documented_defaults():
     assert loss_hyperparameters("ce") == {"label_smoothing": 0.0}
-    assert loss_hyperparameters("focal") == {"gamma": 0.5}
+    assert loss_hyperparameters("focal") == {"gamma": 0.5, "detach_focal_factor": False}
     assert loss_hyperparameters("gce") == {"q": 0.7}
     assert loss_hyperparameters("sce") == {"alpha": 0.1, "beta": 1.0, "A": -4.0}
     assert loss_hyperparameters("agce") == {"a": 0.6, "q": 0.6}
@@ -156,9 +156,9 @@ def test_unknown_name_lists_the_valid_ones():
 
 
 def test_misspelt_hyperparameter_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"Expected hyperparameters of loss 'focal' among \['gamma'\], but got unknown \['gama'\]"):
+    with pytest.raises(ValueError, match=r"Expected hyperparameters of loss 'focal' among \['detach_focal_factor', 'gamma'\], but got unknown \['gama'\]"):
         build_loss("focal", gama=2.0)
-    with pytest.raises(ValueError, match=r"among \['A', 'alpha', 'beta', 'gamma'\], but got unknown \['q'\]"):
+    with pytest.raises(ValueError, match=r"among \['A', 'alpha', 'beta', 'detach_focal_factor', 'gamma'\], but got unknown \['q'\]"):
         build_loss("nfl+rce", q=0.5)
 
 

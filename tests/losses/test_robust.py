@@ -186,3 +186,32 @@ def test_invalid_hyperparameters(make, match):
 def test_soft_targets_rejected(case, make):
     with pytest.raises(ValueError, match="accepts only class indices.*soft targets"):
         make()(case.logits, case.soft_target())
+
+
+def _apl_nfl_gradient(x: np.ndarray, y: np.ndarray, gamma: float) -> np.ndarray:
+    """d/ds of the APL code's NFL, whose focusing factors (1 - p_j)^γ are constants (``pt.data``): the
+    quotient rule on N = -(1-p_y)^γ log p_y and D = Σ_j -(1-p_j)^γ log p_j with the factors held fixed."""
+    p = np_softmax(x)
+    rows = np.arange(len(y))
+    factor = (1 - p) ** gamma
+    onehot = np.eye(x.shape[1])[y]
+    n = -factor[rows, y] * np.log(p[rows, y])
+    d = (-factor * np.log(p)).sum(axis=1)
+    dn = -factor[rows, y][:, None] * (onehot - p)  # d log p_y / ds_k = 1[k=y] - p_k
+    dd = -factor + p * factor.sum(axis=1, keepdims=True)  # Σ_j -c_j (1[k=j] - p_k)
+    return (dn * d[:, None] - n[:, None] * dd) / d[:, None] ** 2
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_nfl_detached_focal_factor_has_the_apl_gradient_and_the_same_value(case, gamma, autograd):
+    x, y = case.logits.numpy(), case.target.numpy()
+    values, grad = autograd(NFL(gamma=gamma, detach_focal_factor=True), case.logits, case.target)
+    np.testing.assert_allclose(values, ref_nfl(x, y, gamma), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grad, _apl_nfl_gradient(x, y, gamma), rtol=1e-7, atol=1e-10)
+    _, exact = autograd(NFL(gamma=gamma), case.logits, case.target)
+    assert not np.allclose(grad, exact, rtol=1e-3, atol=1e-6)  # the option changes the gradient
+
+
+def test_detach_focal_factor_must_be_a_bool():
+    with pytest.raises(ValueError, match="detach_focal_factor"):
+        NFL(detach_focal_factor=1)

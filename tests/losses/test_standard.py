@@ -164,3 +164,23 @@ def test_invalid_hyperparameters(make, match):
 def test_focal_rejects_soft_targets(case):
     with pytest.raises(ValueError, match="FocalLoss accepts only class indices.*soft targets"):
         FocalLoss()(case.logits, case.soft_target())
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_focal_detached_factor_has_the_apl_gradient_and_the_same_value(case, gamma, autograd):
+    # APL / ALFs code: (1 - p_y)^γ from a detached p_y, so dL/ds_k = (1 - p_y)^γ (p_k - 1[k = y]).
+    x, y = case.logits.numpy(), case.target.numpy()
+    p = np_softmax(x)
+    py = p[np.arange(len(y)), y]
+    values, grad = autograd(FocalLoss(gamma=gamma, detach_focal_factor=True), case.logits, case.target)
+    np.testing.assert_allclose(values, ref_focal(x, y, gamma), rtol=1e-9, atol=1e-12)
+    expected = (1 - py)[:, None] ** gamma * (p - np.eye(x.shape[1])[y])
+    np.testing.assert_allclose(grad, expected, rtol=1e-7, atol=1e-10)
+
+
+def test_focal_detached_factor_weight_is_the_gradient_in_delta():
+    # w = -dL/dΔ with the factor constant: (1 - p)^γ (1 - p) = (1 - p)^(γ+1).
+    delta = torch.linspace(-12, 12, 241, dtype=torch.float64)
+    p = torch.sigmoid(delta).numpy()
+    got = FocalLoss(gamma=0.5, detach_focal_factor=True).weight(delta).numpy()
+    np.testing.assert_allclose(got, (1 - p) ** 1.5, rtol=1e-9, atol=1e-12)
