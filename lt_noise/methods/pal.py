@@ -10,9 +10,9 @@ features to them ("the classification problem is transformed to a feature alignm
   long-tailed data (Tables 1, 2, 8) and "CE+PAL" on mini-WebVision (Table 5).
 * :class:`FNPAL` (Section 4.2, Proposition 4.5): logits ``s W^T z/||z||``, feature-normalised. The
   scale ``s`` trades fitting ability for robustness (Fig. 4); the paper's choice is noise-aware,
-  ``s = 0.25 / (0.05 + η)`` (``scale: noise_aware``, with η the datamodule's nominal noise rate, which
-  the CLI links into ``noise_rate``) for CE and SCE, and ``s = 10`` for the active-passive losses
-  (Section 5.2, "Baselines"). The noisy-label rows of Tables 3-5 and 9-11.
+  ``s = 0.25 / (0.05 + η)`` (η the datamodule's nominal noise rate, which the CLI links into
+  ``noise_rate``) for CE and SCE, and ``s = 10`` for the active-passive losses (Section 5.2,
+  "Baselines"); ``scale: auto``, the default, applies that rule by loss. The noisy-label rows of Tables 3-5 and 9-11.
 
 Both work with any loss of :mod:`lt_noise.losses` (NSL, eq. 6, is ``loss: nsl``: symmetric exactly
 because the anchored prototypes sum to zero, Proposition 4.3), with DRW
@@ -45,14 +45,18 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from lt_noise.losses import LDAM
+from lt_noise.losses import LDAM, ActivePassive
 from lt_noise.methods.mixup import MixupClassifier
 from lt_noise.prototypes import PAPER_STEPS
 
-__all__ = ["FNPAL", "NOISE_AWARE", "PAL", "noise_aware_scale"]
+__all__ = ["AUTO", "FNPAL", "NOISE_AWARE", "PAL", "noise_aware_scale"]
 
 #: The ``scale`` option of FNPAL that sets ``s = 0.25 / (0.05 + η)`` from the linked noise rate.
 NOISE_AWARE = "noise_aware"
+#: The default ``scale`` of FNPAL: the paper's rule, by loss (see :class:`FNPAL`).
+AUTO = "auto"
+# Section 5.2: "s = 10 for APL losses" (the normalised active + passive combinations).
+APL_SCALE = 10.0
 # Section 5.2: "we utilize the noise-aware way, i.e., s = 0.25 / (0.05 + η)": numerator and the ε that
 # keeps s finite (s = 5) on clean data; s = O(1/(η + ε)) makes the risk bound of eq. (7) noise-independent.
 NOISE_AWARE_NUMERATOR = 0.25
@@ -116,10 +120,9 @@ class PAL(MixupClassifier):
                 f"Expected no `head_args` for {type(self).__name__} (the anchored head is set by its prototypes_* "
                 f"arguments{' and scale' if isinstance(self, FNPAL) else ''}), but got {head_args}"
             )
-        normalize, scale = self._head_geometry(kwargs.get("loss", "ce"))
         anchored = dict(
-            normalize=normalize,
-            scale=scale,
+            normalize=self._normalizes_features(kwargs.get("loss", "ce")),
+            scale=1.0,
             method=prototypes_method,
             nonnegative=prototypes_nonnegative,
             seed=prototypes_seed,
@@ -131,10 +134,9 @@ class PAL(MixupClassifier):
         # hyperparameters, which load_from_checkpoint passes back to __init__.
         self.hparams["head_args"] = None
 
-    def _head_geometry(self, loss: Any) -> tuple[bool, float]:
-        """(normalise the features?, logit scale) of the anchored head: unnormalised, scale 1; LDAM's cosine
-        logits (see the module docstring) with an LDAM loss."""
-        return _is_ldam(loss), 1.0
+    def _normalizes_features(self, loss: Any) -> bool:
+        """Whether the anchored head normalises the features: only for LDAM's cosine logits (module docstring)."""
+        return _is_ldam(loss)
 
     @property
     def prototypes(self) -> Tensor:
@@ -152,11 +154,15 @@ class FNPAL(PAL):
     Every argument of :class:`PAL` is accepted (keyword-only) and passed on; these are FNPAL's own:
 
     Args:
-        scale: ``s > 0``, or ``"noise_aware"`` (default): ``s = 0.25 / (0.05 + noise_rate)`` (Section
-            5.2; the paper's choice for CE and SCE; it uses ``s = 10`` for the active-passive losses).
-            Must be 1 with an LDAM loss, whose own ``s`` scales the cosine logits.
+        scale: ``s > 0``; ``"auto"`` (default): the paper's rule (Section 5.2, "Baselines"), ``s = 10``
+            for an active-passive loss (NCE+MAE, NCE+RCE, NFL+RCE, ...: any
+            :class:`~lt_noise.losses.ActivePassive`), 1 for LDAM (whose own ``s`` scales the cosine
+            logits), and the noise-aware ``s = 0.25 / (0.05 + noise_rate)`` for every other loss (the
+            paper's choice for CE and SCE; FL, GCE, NSL: the paper does not say, noise-aware here);
+            ``"noise_aware"``: the noise-aware ``s`` whatever the loss. An explicit number always wins.
+            Must be 1 with an LDAM loss.
         noise_rate: the nominal label-noise rate η in [0, 1), linked from the datamodule by the CLI.
-            Required by ``scale: noise_aware``; for data with real, unknown noise (mini-WebVision, whose
+            Required by the noise-aware scale; for data with real, unknown noise (mini-WebVision, whose
             datamodule reports 0) give ``scale`` a number instead.
 
     Attributes:
@@ -166,32 +172,42 @@ class FNPAL(PAL):
     def __init__(
         self,
         *,
-        scale: float | Literal["noise_aware"] = NOISE_AWARE,
+        scale: float | Literal["auto", "noise_aware"] = AUTO,
         noise_rate: float | None = None,
         **kwargs: Any,
     ) -> None:
-        if scale == NOISE_AWARE:
+        if scale not in (AUTO, NOISE_AWARE) and (
+            isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0
+        ):
+            raise ValueError(
+                f"Expected argument `scale` to be a finite number > 0, {AUTO!r} or {NOISE_AWARE!r}, but got {scale!r}"
+            )
+        # The anchored head is built with scale 1 and gets the resolved s below: the rule depends on the
+        # loss module, which the parent constructor builds.
+        super().__init__(noise_rate=0.0 if noise_rate is None else noise_rate, **kwargs)
+        self.scale = self._resolve_scale(scale, noise_rate)
+        self.net.head.scale = self.scale
+
+    def _resolve_scale(self, scale: float | str, noise_rate: float | None) -> float:
+        ldam = _is_ldam(self.loss_fn)
+        if scale == AUTO and (ldam or isinstance(self.loss_fn, ActivePassive)):
+            return 1.0 if ldam else APL_SCALE
+        if scale in (AUTO, NOISE_AWARE):
             if noise_rate is None:
                 raise ValueError(
-                    "Expected a `noise_rate` for FNPAL's scale 'noise_aware' (s = 0.25 / (0.05 + noise_rate)): the "
+                    "Expected a `noise_rate` for FNPAL's noise-aware scale (s = 0.25 / (0.05 + noise_rate)): the "
                     "CLI links it from the datamodule; pass noise_rate=... or a numeric `scale`, but got noise_rate=None"
                 )
             resolved = noise_aware_scale(noise_rate)
-        elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"Expected argument `scale` to be a finite number > 0 or {NOISE_AWARE!r}, but got {scale!r}")
         else:
             resolved = float(scale)
-        if _is_ldam(kwargs.get("loss", "ce")) and resolved != 1.0:
+        if ldam and resolved != 1.0:
             raise ValueError(
                 f"Expected `scale` 1 for FNPAL with the LDAM loss (LDAM subtracts its margins from the cosine logits "
                 f"and then applies its own `s`; another scale would multiply that s and shrink the margins), but got "
                 f"scale={scale!r} (s = {resolved:g}); set LDAM's `s` in loss_args instead"
             )
-        # Read by _head_geometry while the parent constructors build the head (a plain float, set before
-        # nn.Module.__init__, which allows non-tensor attributes).
-        self._fnpal_scale = resolved
-        super().__init__(noise_rate=0.0 if noise_rate is None else noise_rate, **kwargs)
-        self.scale = resolved
+        return resolved
 
-    def _head_geometry(self, loss: Any) -> tuple[bool, float]:
-        return True, self._fnpal_scale
+    def _normalizes_features(self, loss: Any) -> bool:
+        return True

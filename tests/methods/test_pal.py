@@ -96,6 +96,30 @@ def test_fnpal_noise_aware_scale_and_logits(eta):
     np.testing.assert_allclose(model(x).detach().numpy(), 0.25 / (0.05 + eta) * z_hat @ W.T, rtol=1e-12)
 
 
+@pytest.mark.parametrize("loss,loss_args", [("nce+mae", {}), ("nce+rce", {}), ("nfl+rce", {"gamma": 0.5}),
+                                            ("nce+agce", {})])
+def test_fnpal_auto_scale_is_10_for_active_passive_losses(loss, loss_args):
+    # PAL Section 5.2: "s = 10 for APL losses", whatever the noise rate.
+    model = _model(FNPAL, loss=loss, loss_args=loss_args, noise_rate=0.8)
+    assert model.scale == model.net.head.scale == 10.0 and model.hparams["scale"] == "auto"
+
+
+@pytest.mark.parametrize("loss", ["ce", "sce", "gce"])
+def test_fnpal_auto_scale_is_noise_aware_for_other_losses(loss):
+    model = _model(FNPAL, loss=loss, noise_rate=0.8)
+    assert model.scale == model.net.head.scale == pytest.approx(0.25 / 0.85, rel=1e-15)
+
+
+def test_fnpal_explicit_scale_wins_over_the_rule():
+    assert _model(FNPAL, loss="nce+rce", noise_rate=0.8, scale=3.0).net.head.scale == 3.0
+    assert _model(FNPAL, loss="nce+rce", noise_rate=0.8, scale="noise_aware").net.head.scale == pytest.approx(0.25 / 0.85)
+    assert _model(FNPAL, loss="ldam").net.head.scale == 1.0  # auto: LDAM's own s scales the cosine logits
+    with pytest.raises(ValueError, match="noise_rate"):
+        _model(FNPAL, loss="ce")
+    with pytest.raises(ValueError, match="Expected argument `scale`"):
+        _model(FNPAL, loss="ce", noise_rate=0.2, scale="noise-aware")
+
+
 def test_fnpal_numeric_scale_does_not_need_a_noise_rate():
     model = _model(FNPAL, scale=10)
     assert model.scale == model.net.head.scale == 10.0 and model.net.head.normalize and model.hparams["scale"] == 10
@@ -129,7 +153,7 @@ def test_ldam_with_pal_is_ldam_on_the_cosine_to_anchored_prototypes():
     np.testing.assert_allclose(ldam_margins(counts, 0.5).numpy(), margins, rtol=1e-6)
     assert _model(FNPAL, scale=1.0, loss="ldam").net.head.normalize
     with pytest.raises(ValueError, match="scale` 1 for FNPAL with the LDAM"):
-        _model(FNPAL, noise_rate=0.4, loss="ldam")
+        _model(FNPAL, noise_rate=0.4, loss="ldam", scale="noise_aware")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -313,9 +337,9 @@ def test_config_and_its_documented_command_lines_parse_and_build(name):
             built = cls(**model)
         for callback in config["trainer"]["callbacks"] or []:
             _load(callback["class_path"])(**callback.get("init_args", {}))
-        if isinstance(built, FNPAL):  # the paper's scale: noise-aware for CE-like losses, 10 for APL losses
+        if isinstance(built, FNPAL) and "webvision" not in name and not label.startswith("Norm"):  # 10 for APL losses, else noise-aware
             apl = model["loss"] in ("nce+mae", "nce+rce", "nfl+rce")
-            assert model["scale"] == (10.0 if apl else "noise_aware") or "webvision" in name or label.startswith("Norm")
+            assert built.scale == pytest.approx(10.0 if apl else 0.25 / (0.05 + data.noise_rate)), (name, label)
         if label == "CIFAR-100":  # a data class switch keeps the imbalance settings
             assert config["data"]["init_args"]["imbalance"] == "exp" and config["data"]["init_args"]["imbalance_ratio"] == 100
     if name.startswith("mislas_") and not name.endswith("_stage1.yaml"):
