@@ -17,6 +17,22 @@ A *table file* (YAML, in ``tools/tables/``) says what to run and what the paper 
     paper:                         # the paper's numbers, transcribed once (row -> column -> value)
       CE: {"0.2": 86.98, "0.4": 81.88}
 
+Beyond rows x columns x seeds (all optional)::
+
+    order: columns                 # plan column by column (the most telling column first), not row by row
+    columns:
+      "0.6": {data.init_args.noise_rate: 0.6, default: false}   # listed, run only with --columns
+      "0.8 full": {data.init_args.max_train_per_class: null, rows: [CE]}  # only these rows run it
+    rows:
+      CE:
+        config: configs/x.yaml
+        cells:                     # per (row, column): overrides and seeds of that cell only
+          "0.8": {seeds: [0, 1, 2]}
+          "0.4": {model.init_args.tau: 2.6}
+
+Overrides are dotted keys (they contain a dot); the plain words ``default``, ``rows`` (columns) and
+``seeds`` (cells) are the options above, and any other plain word is an error.
+
 Each run gets its own directory ``<out>/<row>/<column>/seed<k>/`` with the merged ``config.yaml``, the
 TensorBoard logs, ``checkpoints/last.ckpt`` and ``results.json``. A run whose ``results.json`` holds a
 ``fit`` section is finished and never redone; a run with a checkpoint but no results is resumed from the
@@ -52,7 +68,9 @@ __all__ = [
     "load_table",
     "markdown_table",
     "plan_runs",
+    "report_columns",
     "run_sweep",
+    "select_columns",
     "write_csv",
 ]
 
@@ -69,8 +87,14 @@ METRICS = {
 RESULTS_FILE = "results.json"
 
 
+ORDERS = ("rows", "columns")
+
+
 @dataclass(frozen=True)
 class Table:
+    """A parsed table file. ``rows`` and ``columns`` hold the dotted overrides only; the options live in
+    ``optional_columns``, ``column_rows`` and ``cells`` (see the module docstring)."""
+
     name: str
     caption: str
     rows: dict[str, dict[str, Any]]
@@ -81,6 +105,26 @@ class Table:
     base: dict[str, Any] = field(default_factory=dict)
     paper: dict[str, dict[str, float]] = field(default_factory=dict)
     source: Path | None = None
+    order: str = "rows"
+    optional_columns: tuple[str, ...] = ()
+    column_rows: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def default_columns(self) -> list[str]:
+        """The columns a plain ``run`` plans (all but those marked ``default: false``)."""
+        return [c for c in self.columns if c not in self.optional_columns]
+
+    def has_cell(self, row: str, column: str) -> bool:
+        """Whether ``row`` runs ``column`` at all (a column may be restricted to some rows)."""
+        return column not in self.column_rows or row in self.column_rows[column]
+
+    def cell_seeds(self, row: str, column: str) -> tuple[int, ...]:
+        """The seeds of one cell: its own ``seeds``, else the table's."""
+        return tuple(int(s) for s in self.cells.get((row, column), {}).get("seeds", self.seeds))
+
+    def cell_overrides(self, row: str, column: str) -> dict[str, Any]:
+        return {k: v for k, v in self.cells.get((row, column), {}).items() if k != "seeds"}
 
 
 @dataclass(frozen=True)
@@ -107,42 +151,114 @@ def load_table(path: str | os.PathLike) -> Table:
     for name in (metric, *extra):
         if name not in METRICS:
             raise ValueError(f"Expected metrics from {sorted(METRICS)} in {path}, but got {name!r}")
-    rows = {str(k): dict(v or {}) for k, v in spec["rows"].items()}
-    for row, settings in rows.items():
+    order = spec.get("order", "rows")
+    if order not in ORDERS:
+        raise ValueError(f"Expected `order` in {ORDERS} in {path}, but got {order!r}")
+    rows: dict[str, dict[str, Any]] = {}
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    row_cells: dict[str, dict[str, Any]] = {}
+    for row, settings in spec["rows"].items():
+        settings = dict(settings or {})
         if "config" not in settings:
             raise ValueError(f"Expected a `config` for row {row!r} in {path}")
+        row_cells[str(row)] = dict(settings.pop("cells", None) or {})
+        _check_options(settings, {"config"}, f"row {row!r}", path)
+        rows[str(row)] = settings
+    columns: dict[str, dict[str, Any]] = {}
+    optional: list[str] = []
+    column_rows: dict[str, tuple[str, ...]] = {}
+    for column, settings in spec["columns"].items():
+        column, settings = str(column), dict(settings or {})
+        if not settings.pop("default", True):
+            optional.append(column)
+        if "rows" in settings:
+            column_rows[column] = tuple(str(r) for r in settings.pop("rows"))
+            unknown = sorted(set(column_rows[column]) - set(rows))
+            if unknown:
+                raise ValueError(f"Expected rows of the table for column {column!r} in {path}, but got {unknown}")
+        _check_options(settings, set(), f"column {column!r}", path)
+        columns[column] = settings
+    for row, by_column in row_cells.items():
+        for column, settings in by_column.items():
+            if str(column) not in columns:
+                raise ValueError(f"Expected a column of the table in the cells of row {row!r} in {path}, but got {column!r}")
+            settings = dict(settings or {})
+            _check_options(settings, {"seeds"}, f"cell ({row!r}, {column!r})", path)
+            cells[(row, str(column))] = settings
     paper = {str(r): {str(c): float(v) for c, v in (cols or {}).items()} for r, cols in (spec.get("paper") or {}).items()}
     return Table(
         name=str(spec["name"]),
         caption=str(spec.get("caption", spec["name"])),
         rows=rows,
-        columns={str(k): dict(v or {}) for k, v in spec["columns"].items()},
+        columns=columns,
         seeds=tuple(int(s) for s in spec.get("seeds", (0, 1, 2))),
         metric=metric,
         extra_metrics=extra,
         base=dict(spec.get("base") or {}),
         paper=paper,
         source=path,
+        order=order,
+        optional_columns=tuple(optional),
+        column_rows=column_rows,
+        cells=cells,
     )
+
+
+def _check_options(settings: dict[str, Any], allowed: set[str], where: str, path: Path) -> None:
+    """Keys of a row, column or cell are dotted overrides or one of the ``allowed`` plain options."""
+    unknown = sorted(k for k in settings if "." not in str(k) and k not in allowed)
+    if unknown:
+        raise ValueError(
+            f"Expected dotted overrides (like data.init_args.noise_rate) or the options {sorted(allowed)} in "
+            f"{where} of {path}, but got {unknown}"
+        )
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "_"
 
 
-def plan_runs(table: Table, out: Path, *, seeds: Sequence[int] | None = None, root: Path | None = None) -> list[Run]:
-    """Every (row, column, seed) run of the table, in row-major order."""
+def select_columns(table: Table, columns: Sequence[str] | None) -> list[str]:
+    """``columns`` checked against the table (None: its default columns; ``["all"]``: every column)."""
+    if columns is None:
+        return table.default_columns
+    if list(columns) == ["all"]:
+        return list(table.columns)
+    unknown = [c for c in columns if c not in table.columns]
+    if unknown:
+        raise ValueError(f"Expected columns of table {table.name!r} from {list(table.columns)}, but got {unknown}")
+    return [c for c in table.columns if c in columns]
+
+
+def plan_runs(
+    table: Table,
+    out: Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    root: Path | None = None,
+    columns: Sequence[str] | None = None,
+) -> list[Run]:
+    """Every (row, column, seed) run of the table: row-major, or column-major with ``order: columns``.
+
+    ``seeds`` replaces every cell's seeds; ``columns`` chooses columns (see :func:`select_columns`).
+    """
     root = root or Path.cwd()
+    chosen = select_columns(table, columns)
+    pairs = [(r, c) for r in table.rows for c in chosen]
+    if table.order == "columns":
+        pairs = [(r, c) for c in chosen for r in table.rows]
     runs = []
-    for row, settings in table.rows.items():
+    for row, column in pairs:
+        if not table.has_cell(row, column):
+            continue
+        settings = table.rows[row]
         config = Path(settings["config"])
         config = config if config.is_absolute() else root / config
         row_overrides = {k: v for k, v in settings.items() if k != "config"}
-        for column, column_overrides in table.columns.items():
-            for seed in seeds if seeds is not None else table.seeds:
-                overrides = {**_flatten(table.base), **row_overrides, **column_overrides}
-                directory = out / _slug(row) / _slug(column) / f"seed{seed}"
-                runs.append(Run(row, column, int(seed), config, overrides, directory))
+        overrides = {**_flatten(table.base), **row_overrides, **table.columns[column], **table.cell_overrides(row, column)}
+        for seed in seeds if seeds is not None else table.cell_seeds(row, column):
+            directory = out / _slug(row) / _slug(column) / f"seed{seed}"
+            runs.append(Run(row, column, int(seed), config, overrides, directory))
     return runs
 
 
@@ -273,9 +389,15 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
+def report_columns(table: Table, records: Sequence[dict[str, Any]]) -> list[str]:
+    """The columns a report shows: the default ones and every optional one with a finished run."""
+    done = {r["column"] for r in records}
+    return [c for c in table.columns if c not in table.optional_columns or c in done]
+
+
 def aggregate(table: Table, records: Sequence[dict[str, Any]], metric: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per (row, column): mean, std and number of seeds of ``metric``, the expected seed count, the
-    paper's number and our mean minus it."""
+    """Per (row, column): mean, std and number of seeds of ``metric``, the expected seed count (0 for a
+    cell the table does not run), the paper's number and our mean minus it."""
     metric = metric or table.metric
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for row in table.rows:
@@ -284,7 +406,8 @@ def aggregate(table: Table, records: Sequence[dict[str, Any]], metric: str | Non
             values = [r[metric] for r in found if r[metric] is not None]
             # The paper's numbers are of the table's main metric only.
             paper = table.paper.get(row, {}).get(column) if metric == table.metric else None
-            cell: dict[str, Any] = {"n": len(values), "runs": len(found), "expected": len(table.seeds), "paper": paper}
+            expected = len(table.cell_seeds(row, column)) if table.has_cell(row, column) else 0
+            cell: dict[str, Any] = {"n": len(values), "runs": len(found), "expected": expected, "paper": paper}
             if values:
                 cell["mean"], cell["std"] = _mean_std(values)
                 cell["diff"] = None if paper is None else cell["mean"] - paper
@@ -294,8 +417,9 @@ def aggregate(table: Table, records: Sequence[dict[str, Any]], metric: str | Non
 
 def _format_cell(cell: dict[str, Any]) -> str:
     if cell["n"] == 0:
-        # Finished runs without the metric (e.g. few-shot accuracy with no few-shot class) are not missing.
-        text = "—" if cell.get("runs") else "missing"
+        # Finished runs without the metric (e.g. few-shot accuracy with no few-shot class) are not missing;
+        # a cell the table does not run is blank.
+        text = "—" if cell.get("runs") else "missing" if cell["expected"] else ""
     else:
         # One seed has no spread to report: "± 0.00" would claim one.
         text = f"{cell['mean']:.2f}" if cell["n"] == 1 else f"{cell['mean']:.2f} ± {cell['std']:.2f}"
@@ -313,10 +437,11 @@ def markdown_table(table: Table, records: Sequence[dict[str, Any]], metric: str 
     headed by ``title`` (the table's caption by default)."""
     metric = metric or table.metric
     cells = aggregate(table, records, metric)
-    header = f"| {table.name} ({metric}) | " + " | ".join(table.columns) + " |"
-    lines = [f"**{table.caption if title is None else title}**", "", header, "|" + "---|" * (len(table.columns) + 1)]
+    columns = report_columns(table, records)
+    header = f"| {table.name} ({metric}) | " + " | ".join(columns) + " |"
+    lines = [f"**{table.caption if title is None else title}**", "", header, "|" + "---|" * (len(columns) + 1)]
     for row in table.rows:
-        lines.append(f"| {row} | " + " | ".join(_format_cell(cells[(row, c)]) for c in table.columns) + " |")
+        lines.append(f"| {row} | " + " | ".join(_format_cell(cells[(row, c)]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -326,7 +451,10 @@ def write_csv(table: Table, records: Sequence[dict[str, Any]], path: Path) -> No
     writer = csv.writer(buffer)
     writer.writerow(["row", "column", "metric", "mean", "std", "seeds", "expected_seeds", "paper", "diff"])
     for metric in (table.metric, *table.extra_metrics):
+        shown = report_columns(table, records)
         for (row, column), cell in aggregate(table, records, metric).items():
+            if column not in shown or not (cell["expected"] or cell["runs"]):
+                continue  # an optional column nobody ran, or a cell the table does not run
             writer.writerow([row, column, metric, cell.get("mean"), cell.get("std"), cell["n"], cell["expected"],
                              cell["paper"], cell.get("diff")])
     path.write_text(buffer.getvalue())

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from lt_noise.sweep import Run, Table, aggregate
+from lt_noise.sweep import Run, Table, aggregate, report_columns
 
 __all__ = ["accuracy_by_column_figure", "per_class_figure"]
 
@@ -38,7 +38,7 @@ def accuracy_by_column_figure(table: Table, records: Sequence[dict[str, Any]], m
     (noise rates, imbalance ratios) are placed on a numeric axis, others evenly."""
     metric = metric or table.metric
     cells = aggregate(table, records, metric)
-    columns = list(table.columns)
+    columns = report_columns(table, records)
     numeric = [_as_number(c) for c in columns]
     xs = numeric if all(x is not None for x in numeric) else list(range(len(columns)))
     figure = Figure(figsize=(9, 5), layout="constrained")

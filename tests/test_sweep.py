@@ -154,3 +154,78 @@ def test_figures_plot_the_aggregated_means_and_per_class_accuracy_by_count(table
     assert list(lines["CE"].get_xdata()) == [3, 10, 30]  # sorted by class count
     means = {c: 100 * sum(per_class[s][i] for s in range(3)) / 3 for i, c in enumerate([30, 3, 10])}
     assert lines["CE"].get_ydata() == pytest.approx([means[3], means[10], means[30]])
+
+
+@pytest.fixture()
+def cell_table(tmp_path):
+    config = tmp_path / "ce.yaml"
+    config.write_text(yaml.safe_dump({"model": {"class_path": "lt_noise.methods.Classifier"}}))
+    spec = {
+        "name": "cells",
+        "seeds": [0],
+        "order": "columns",
+        "rows": {
+            "CE": {"config": str(config), "cells": {"0.8": {"seeds": [0, 1, 2]}}},
+            "MAE scale": {"config": str(config), "model.init_args.tau": 2.0,
+                          "cells": {"0.8": {"model.init_args.tau": 4.0}}},
+        },
+        "columns": {
+            "0.4": {"data.init_args.noise_rate": 0.4},
+            "0.8": {"data.init_args.noise_rate": 0.8},
+            "0.8 full": {"data.init_args.noise_rate": 0.8, "data.init_args.max_train_per_class": None, "rows": ["CE"]},
+            "0.6": {"data.init_args.noise_rate": 0.6, "default": False},
+        },
+    }
+    path = tmp_path / "cells.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return load_table(path)
+
+
+def test_cells_set_their_own_seeds_and_overrides_and_columns_can_be_restricted(cell_table, tmp_path):
+    runs = plan_runs(cell_table, tmp_path / "out")
+    # column-major: all of 0.4, then 0.8 (CE with three seeds), then 0.8 full (CE only); 0.6 is optional
+    assert [(r.row, r.column, r.seed) for r in runs] == [
+        ("CE", "0.4", 0), ("MAE scale", "0.4", 0),
+        ("CE", "0.8", 0), ("CE", "0.8", 1), ("CE", "0.8", 2), ("MAE scale", "0.8", 0),
+        ("CE", "0.8 full", 0),
+    ]
+    taus = {r.column: r.overrides["model.init_args.tau"] for r in runs if r.row == "MAE scale"}
+    assert taus == {"0.4": 2.0, "0.8": 4.0}  # the cell's override wins over the row's
+    full = next(r for r in runs if r.column == "0.8 full")
+    assert full.overrides["data.init_args.max_train_per_class"] is None
+    assert "rows" not in full.overrides and "seeds" not in runs[2].overrides
+    optional = plan_runs(cell_table, tmp_path / "out", columns=["0.6"])
+    assert [(r.row, r.column) for r in optional] == [("CE", "0.6"), ("MAE scale", "0.6")]
+    assert len(plan_runs(cell_table, tmp_path / "out", columns=["all"])) == len(runs) + 2
+    with pytest.raises(ValueError, match="columns of table"):
+        plan_runs(cell_table, tmp_path / "out", columns=["0.9"])
+
+
+def test_report_expects_each_cells_seeds_and_leaves_cells_not_run_blank(cell_table, tmp_path):
+    runs = plan_runs(cell_table, tmp_path / "out", columns=["all"])
+    for run in runs:
+        if run.column == "0.8" and run.row == "CE" and run.seed < 2:
+            _write_results(run, 0.5 + 0.1 * run.seed)
+    text = markdown_table(cell_table, collect(runs))
+    ce, mae = (line for line in text.splitlines() if line.startswith(("| CE", "| MAE")))
+    assert "| 0.4 | 0.8 | 0.8 full |" in text and "0.6" not in text  # the optional column: not run, not shown
+    assert ce == "| CE | missing | 55.00 ± 5.00 (2/3 seeds) | missing |"
+    assert mae == "| MAE scale | missing | missing |  |"  # MAE scale does not run "0.8 full"
+    write_csv(cell_table, collect(runs), tmp_path / "c.csv")
+    rows = [line.split(",")[:2] for line in (tmp_path / "c.csv").read_text().splitlines()[1:]]
+    assert ["MAE scale", "0.8 full"] not in rows and ["CE", "0.6"] not in rows and ["CE", "0.8 full"] in rows
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"columns": {"c": {"noise_rate": 0.2}}}, r"dotted overrides .* but got \['noise_rate'\]"),
+    ({"columns": {"c": {"rows": ["B"]}}}, "rows of the table"),
+    ({"rows": {"A": {"config": "a", "cells": {"d": {}}}}}, "column of the table"),
+    ({"rows": {"A": {"config": "a", "cells": {"c": {"seed": [1]}}}}}, r"options \['seeds'\]"),
+    ({"order": "diagonal"}, "order"),
+])
+def test_table_options_are_checked(tmp_path, bad, match):
+    spec = {"name": "x", "rows": {"A": {"config": "a"}}, "columns": {"c": {}}, **bad}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=match):
+        load_table(path)

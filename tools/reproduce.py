@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="sweep directory (default runs/sweeps/<name>)")
     parser.add_argument("--devices", type=int, default=1, help="GPUs per run (DDP when > 1)")
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th run starting at i")
+    parser.add_argument("--columns", nargs="*", help="run these columns (default: the table's default ones; 'all')")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--markdown", type=Path, help="report: also write the markdown table here")
     parser.add_argument("--csv", type=Path, help="report: also write the CSV here")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = _table(args)
     out = args.out or ROOT / "runs" / "sweeps" / table.name
-    runs = plan_runs(table, out, seeds=args.seeds, root=ROOT)
+    runs = plan_runs(table, out, seeds=args.seeds, root=ROOT, columns=args.columns if args.action == "run" else ["all"])
     if args.action == "run":
         index, count = (int(x) for x in args.shard.split("/"))
         started = time.time()
