@@ -30,6 +30,9 @@ Beyond rows x columns x seeds (all optional)::
           "0.8": {seeds: [0, 1, 2]}
           "0.4": {model.init_args.tau: 2.6}
 
+    x_values: {clean: 0.0, "0.4": 0.4}  # numeric x of the accuracy-by-column figure (those columns only)
+    x_label: symmetric noise rate
+
 Overrides are dotted keys (they contain a dot); the plain words ``default``, ``rows`` (columns) and
 ``seeds`` (cells) are the options above, and any other plain word is an error.
 
@@ -68,6 +71,7 @@ __all__ = [
     "load_table",
     "markdown_table",
     "plan_runs",
+    "publish",
     "report_columns",
     "run_sweep",
     "select_columns",
@@ -109,6 +113,8 @@ class Table:
     optional_columns: tuple[str, ...] = ()
     column_rows: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    x_values: dict[str, float] = field(default_factory=dict)
+    x_label: str = ""
 
     @property
     def default_columns(self) -> list[str]:
@@ -186,6 +192,9 @@ def load_table(path: str | os.PathLike) -> Table:
             _check_options(settings, {"seeds"}, f"cell ({row!r}, {column!r})", path)
             cells[(row, str(column))] = settings
     paper = {str(r): {str(c): float(v) for c, v in (cols or {}).items()} for r, cols in (spec.get("paper") or {}).items()}
+    unknown = sorted(set(spec.get("x_values") or {}) - set(columns))
+    if unknown:
+        raise ValueError(f"Expected columns of the table in `x_values` of {path}, but got {unknown}")
     return Table(
         name=str(spec["name"]),
         caption=str(spec.get("caption", spec["name"])),
@@ -198,6 +207,8 @@ def load_table(path: str | os.PathLike) -> Table:
         paper=paper,
         source=path,
         order=order,
+        x_values={str(c): float(v) for c, v in (spec.get("x_values") or {}).items()},
+        x_label=str(spec.get("x_label", "")),
         optional_columns=tuple(optional),
         column_rows=column_rows,
         cells=cells,
@@ -360,6 +371,28 @@ def run_sweep(
         log(f"    {outcome}")
         outcomes.append((run, outcome))
     return outcomes
+
+
+def publish(runs: Iterable[Run], destination: Path, *, out: Path, root: Path | None = None) -> list[Path]:
+    """Copy every finished run's ``config.yaml`` and ``results.json`` to ``destination`` (same layout),
+    with the run's output paths made relative to the repository (``runs/...``), so that the published
+    config re-runs the cell with ``lt-noise fit --config`` on any machine. Returns the directories written."""
+    written = []
+    for run in runs:
+        if status(run) != "done":
+            continue
+        relative = run.directory.relative_to(out)
+        target = destination / relative
+        target.mkdir(parents=True, exist_ok=True)
+        config = yaml.safe_load((run.directory / "config.yaml").read_text())
+        local = Path("runs") / "reruns" / destination.name / relative
+        config["trainer"]["logger"]["init_args"]["save_dir"] = str(local)
+        config["trainer"]["default_root_dir"] = str(local)
+        config["checkpoint"]["dirpath"] = str(local / "checkpoints")
+        (target / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (target / RESULTS_FILE).write_text((run.directory / RESULTS_FILE).read_text())
+        written.append(target)
+    return written
 
 
 def _metric(results: dict[str, Any], name: str) -> float | None:

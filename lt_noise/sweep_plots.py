@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from lt_noise.sweep import Run, Table, aggregate, report_columns
 
-__all__ = ["accuracy_by_column_figure", "per_class_figure"]
+__all__ = ["accuracy_by_column_figure", "epoch_curves_figure", "per_class_figure"]
 
 
 def _as_number(label: str) -> float | None:
@@ -39,7 +39,11 @@ def accuracy_by_column_figure(table: Table, records: Sequence[dict[str, Any]], m
     metric = metric or table.metric
     cells = aggregate(table, records, metric)
     columns = report_columns(table, records)
-    numeric = [_as_number(c) for c in columns]
+    if table.x_values:  # the table maps (some) columns to numbers: plot those on that axis
+        columns = [c for c in columns if c in table.x_values]
+        numeric = [table.x_values[c] for c in columns]
+    else:
+        numeric = [_as_number(c) for c in columns]
     xs = numeric if all(x is not None for x in numeric) else list(range(len(columns)))
     figure = Figure(figsize=(9, 5), layout="constrained")
     axis = figure.add_subplot()
@@ -53,7 +57,7 @@ def accuracy_by_column_figure(table: Table, records: Sequence[dict[str, Any]], m
         axis.errorbar(x, mean, yerr=std, capsize=3, label=row, **_style(index))
     if xs != numeric:
         axis.set_xticks(xs, columns, rotation=20, ha="right")
-    axis.set_xlabel("setting")
+    axis.set_xlabel(table.x_label or "setting")
     axis.set_ylabel(f"{metric} (%)")
     # The caption is a paragraph; the title names the table and the metric, the legend sits outside the axes.
     axis.set_title(f"{table.name}: {metric}, mean ± std over seeds", fontsize=10)
@@ -92,4 +96,36 @@ def per_class_figure(runs: Sequence[Run], *, title: str) -> Figure:
     axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def epoch_curves_figure(runs: Sequence[Run], *, title: str, metric: str = "acc") -> Figure:
+    """Test accuracy per epoch (the ``fit.history`` of results.json), one line per method: the mean over
+    the given runs' seeds, with the band of their minimum and maximum when there are several. The papers'
+    point about memorisation is the gap between a line's peak (best epoch) and its end (last epoch)."""
+    figure = Figure(figsize=(9, 5), layout="constrained")
+    axis = figure.add_subplot()
+    by_row: dict[str, list[list[float]]] = {}
+    for run in runs:
+        path = run.directory / "results.json"
+        if not path.is_file():
+            continue
+        history = ((json.loads(path.read_text()).get("fit") or {}).get("history")) or []
+        curve = [100 * r[metric] for r in history if r.get(metric) is not None]
+        if curve:
+            by_row.setdefault(run.row, []).append(curve)
+    for index, (row, curves) in enumerate(by_row.items()):
+        length = min(len(c) for c in curves)
+        values = np.array([c[:length] for c in curves])
+        epochs = np.arange(1, length + 1)
+        style = _style(index)
+        label = row if len(curves) == 1 else f"{row} ({len(curves)} seeds)"
+        axis.plot(epochs, values.mean(axis=0), label=label, color=style["color"], linewidth=1.5)
+        if len(curves) > 1:
+            axis.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=style["color"], alpha=0.2)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(f"test {metric} (%)")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure

@@ -229,3 +229,52 @@ def test_table_options_are_checked(tmp_path, bad, match):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match=match):
         load_table(path)
+
+
+def test_publish_copies_finished_runs_with_relative_output_paths(table, tmp_path):
+    from lt_noise.sweep import publish
+
+    out = tmp_path / "out"
+    runs = plan_runs(table, out, seeds=[0])
+    _write_results(runs[0], 0.5)
+    (runs[0].directory / "config.yaml").write_text(yaml.safe_dump(run_config(runs[0])))
+    written = publish(runs, tmp_path / "docs" / "toy", out=out)
+    assert written == [tmp_path / "docs" / "toy" / "CE" / "0.2" / "seed0"]  # only the finished run
+    config = yaml.safe_load((written[0] / "config.yaml").read_text())
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == "runs/reruns/toy/CE/0.2/seed0"
+    assert config["checkpoint"]["dirpath"] == "runs/reruns/toy/CE/0.2/seed0/checkpoints"
+    assert json.loads((written[0] / "results.json").read_text())["fit"]["last"]["acc"] == 0.5
+    # The published copy is a sweep directory of its own: the report reads it.
+    republished = plan_runs(table, tmp_path / "docs" / "toy", seeds=[0])
+    assert [r["last_acc"] for r in collect(republished)] == [50.0]
+
+
+def test_x_values_place_columns_on_a_numeric_axis(tmp_path):
+    from lt_noise.sweep_plots import accuracy_by_column_figure, epoch_curves_figure
+
+    config = tmp_path / "ce.yaml"
+    config.write_text(yaml.safe_dump({"model": {"class_path": "lt_noise.methods.Classifier"}}))
+    spec = {"name": "x", "seeds": [0, 1], "rows": {"CE": {"config": str(config)}},
+            "columns": {"clean": {}, "sym 0.8": {"a.b": 1}, "asym 0.4": {"a.b": 2}},
+            "x_values": {"clean": 0.0, "sym 0.8": 0.8}, "x_label": "symmetric noise rate"}
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    table = load_table(path)
+    runs = plan_runs(table, tmp_path / "out")
+    for run in runs:
+        _write_results(run, {"clean": 0.9, "sym 0.8": 0.3, "asym 0.4": 0.6}[run.column] + 0.02 * run.seed)
+        results = json.loads((run.directory / "results.json").read_text())
+        results["fit"]["history"] = [{"acc": a} for a in ([0.5, 0.7, 0.4] if run.seed == 0 else [0.6, 0.8, 0.2])]
+        (run.directory / "results.json").write_text(json.dumps(results))
+    axis = accuracy_by_column_figure(table, collect(runs)).axes[0]
+    line = axis.containers[0].lines[0]
+    assert list(line.get_xdata()) == [0.0, 0.8] and line.get_ydata() == pytest.approx([91.0, 31.0])
+    assert axis.get_xlabel() == "symmetric noise rate"
+    curves = epoch_curves_figure([r for r in runs if r.column == "clean"], title="t").axes[0]
+    mean = curves.get_lines()[0]
+    assert list(mean.get_xdata()) == [1, 2, 3] and mean.get_ydata() == pytest.approx([55.0, 75.0, 30.0])
+    assert mean.get_label() == "CE (2 seeds)"
+    spec["x_values"] = {"dirty": 1.0}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="x_values"):
+        load_table(path)

@@ -6,10 +6,15 @@
     python tools/reproduce.py run --configs configs/quickstart.yaml \
         --grid data.init_args.noise_rate=0.2,0.4 --seeds 0 1 2 --name quick
     python tools/reproduce.py list                                           # the table files
+    python tools/reproduce.py publish fmnist_noisy --dest docs/results/fmnist-noisy   # commit-ready copies
+    python tools/reproduce.py report fmnist_noisy --out docs/results/fmnist-noisy --markdown t.md \
+        --curves-plot curves.png --curves-column "sym 0.8" --curves-rows CE GCE
 
 Runs go to runs/sweeps/<table name>/<row>/<column>/seed<k>/ (``--out`` to change); an interrupted sweep
 picks up where it stopped (finished runs are skipped, a run with a last checkpoint resumes from it).
 ``--devices N`` runs each row with N GPUs under DDP; ``--shard i/n`` runs every n-th run (array jobs).
+``publish`` copies each finished run's ``config.yaml`` (output paths made relative) and ``results.json`` to
+``--dest``, the layout ``report --out`` reads: a published table is re-reported from the committed files.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lt_noise.sweep import Table, collect, load_table, markdown_table, plan_runs, run_sweep, write_csv  # noqa: E402
-from lt_noise.sweep_plots import accuracy_by_column_figure, per_class_figure  # noqa: E402
+from lt_noise.sweep import Table, collect, load_table, markdown_table, plan_runs, publish, run_sweep, write_csv  # noqa: E402
+from lt_noise.sweep_plots import accuracy_by_column_figure, epoch_curves_figure, per_class_figure  # noqa: E402
 
 TABLES = ROOT / "tools" / "tables"
 
@@ -60,7 +65,7 @@ def _table(args: argparse.Namespace) -> Table:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["run", "report", "list"])
+    parser.add_argument("action", choices=["run", "report", "publish", "list"])
     parser.add_argument("table", nargs="?", help="a table file, or the name of one in tools/tables/")
     parser.add_argument("--configs", nargs="*", help="ad-hoc sweep: config files (rows)")
     parser.add_argument("--grid", nargs="*", help="ad-hoc sweep: key=v1,v2 (columns are the product)")
@@ -76,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="report: accuracy-by-column PNG")
     parser.add_argument("--per-class-plot", type=Path, help="report: per-class accuracy vs count PNG")
     parser.add_argument("--per-class-column", help="report: the column whose runs the per-class plot pools")
+    parser.add_argument("--per-class-rows", nargs="*", help="report: the rows of the per-class plot (default: all)")
+    parser.add_argument("--curves-plot", type=Path, help="report: test accuracy per epoch PNG")
+    parser.add_argument("--curves-column", help="report: the column of the per-epoch curves")
+    parser.add_argument("--curves-rows", nargs="*", help="report: the rows of the per-epoch curves (default: all)")
+    parser.add_argument("--dest", type=Path, help="publish: where the copies go (e.g. docs/results/<table>)")
     args = parser.parse_args(argv)
 
     if args.action == "list":
@@ -94,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(outcomes)} runs in {time.time() - started:.0f}s, {len(failed)} failed")
         print(markdown_table(table, collect(runs)))
         return 1 if failed else 0
+    if args.action == "publish":
+        if not args.dest:
+            raise SystemExit("publish needs --dest")
+        written = publish(runs, args.dest, out=out)
+        print(f"published {len(written)} finished runs of {len(runs)} to {args.dest}")
+        return 0
     records = collect(runs)
     report = [markdown_table(table, records)] + [
         markdown_table(table, records, m, title=f"The same runs: {m}") for m in table.extra_metrics
@@ -108,8 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         accuracy_by_column_figure(table, records).savefig(args.plot, dpi=120)
     if args.per_class_plot:
         column = args.per_class_column or list(table.columns)[-1]
-        chosen = [run for run in runs if run.column == column]
+        chosen = [run for run in runs if run.column == column and (not args.per_class_rows or run.row in args.per_class_rows)]
         per_class_figure(chosen, title=f"{table.name}: {column}").savefig(args.per_class_plot, dpi=120)
+    if args.curves_plot:
+        column = args.curves_column or list(table.columns)[0]
+        chosen = [run for run in runs if run.column == column and (not args.curves_rows or run.row in args.curves_rows)]
+        if args.curves_rows:  # the legend in the order asked for
+            chosen.sort(key=lambda run: args.curves_rows.index(run.row))
+        epoch_curves_figure(chosen, title=f"{table.name}: {column}, test accuracy per epoch").savefig(args.curves_plot, dpi=120)
     return 0
 
 
