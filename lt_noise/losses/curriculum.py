@@ -1,4 +1,4 @@
-"""The curriculum view of p_y-losses (Wei et al., "A Curriculum View of Robust Loss Functions",
+"""The curriculum view of p_y-losses (Ou & Zhang, "A Curriculum View of Robust Loss Functions",
 ICLR 2023; papers/003).
 
 A loss of the labelled class's softmax probability only, L(s, y) = l(p_y), has the gradient of

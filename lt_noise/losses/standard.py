@@ -1,6 +1,6 @@
 """Standard classification losses: cross entropy (with label smoothing), focal loss, MSE.
 
-Formulas and sample-weighting functions follow the curriculum paper (Wei et al., ICLR 2023;
+Formulas and sample-weighting functions follow the curriculum paper (Ou & Zhang, ICLR 2023;
 papers/003), Appendix A.1 / A.5 and Table 6; p_y is the softmax probability of the labelled class and
 Δ_y its soft margin (§4).
 """
