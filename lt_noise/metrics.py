@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
+from lt_noise.validation import check_class_counts, check_int
+
 __all__ = [
     "ClassificationMetrics",
     "ECE_BINS",
@@ -83,13 +85,11 @@ class ClassificationMetrics(Metric):
 
     def __init__(self, num_classes: int, class_counts: Sequence[int] | None = None, n_bins: int = ECE_BINS) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"Expected argument `num_classes` >= 2, but got {num_classes}")
-        if class_counts is not None and len(class_counts) != num_classes:
-            raise ValueError(f"Expected {num_classes} class counts, but got {len(class_counts)}")
-        self.num_classes = num_classes
-        self.class_counts = None if class_counts is None else [int(c) for c in class_counts]
-        self.n_bins = n_bins
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        # Descriptive use: a class without training samples is a few-shot class (docs/conventions.md).
+        counts = None if class_counts is None else check_class_counts(class_counts, num_classes=num_classes, allow_empty=True)
+        self.class_counts = None if counts is None else counts.tolist()
+        self.n_bins = check_int("n_bins", n_bins, minimum=1)
         self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("bin_count", torch.zeros(n_bins, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("bin_confidence", torch.zeros(n_bins, dtype=torch.float64), dist_reduce_fx="sum")

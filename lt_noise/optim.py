@@ -26,8 +26,14 @@ from typing import Literal
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["LRSchedule", "OptimizerConfig"]
+from lt_noise.validation import check_choice, check_int, check_interval, check_positive
 
+__all__ = ["LRSchedule", "OPTIMIZERS", "OptimizerConfig", "SCHEDULES"]
+
+#: The optimizer names of :class:`OptimizerConfig`.
+OPTIMIZERS = ("sgd", "adam", "adamw")
+#: The schedule names of :class:`LRSchedule`.
+SCHEDULES = ("constant", "multistep", "cosine")
 
 @dataclass(frozen=True)
 class OptimizerConfig:
@@ -41,14 +47,10 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
-        if self.name not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"Expected optimizer `name` in ('sgd', 'adam', 'adamw'), but got {self.name!r}")
-        if not self.lr > 0:
-            raise ValueError(f"Expected optimizer `lr` > 0, but got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"Expected optimizer `momentum` in [0, 1), but got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"Expected optimizer `weight_decay` >= 0, but got {self.weight_decay}")
+        check_choice("name", self.name, OPTIMIZERS)
+        check_positive("lr", self.lr)
+        check_interval("momentum", self.momentum, 0.0, 1.0, low_closed=True)
+        check_interval("weight_decay", self.weight_decay, 0.0, math.inf, low_closed=True)
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise ValueError("Expected `nesterov: true` only with name 'sgd' and momentum > 0")
 
@@ -72,16 +74,12 @@ class LRSchedule:
     min_lr_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.name not in ("constant", "multistep", "cosine"):
-            raise ValueError(f"Expected lr_schedule `name` in ('constant', 'multistep', 'cosine'), but got {self.name!r}")
+        check_choice("name", self.name, SCHEDULES)
         if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
-            raise ValueError(f"Expected strictly increasing positive `milestones`, but got {list(self.milestones)}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"Expected lr_schedule `gamma` in (0, 1], but got {self.gamma}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"Expected lr_schedule `warmup_epochs` >= 0, but got {self.warmup_epochs}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"Expected lr_schedule `min_lr_ratio` in [0, 1], but got {self.min_lr_ratio}")
+            raise ValueError(f"Expected argument `milestones` to be strictly increasing and positive, but got {list(self.milestones)}")
+        check_interval("gamma", self.gamma, 0.0, 1.0, high_closed=True)
+        check_int("warmup_epochs", self.warmup_epochs, minimum=0)
+        check_interval("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, low_closed=True, high_closed=True)
 
     def factor(self, epoch: int, max_epochs: int | None) -> float:
         """The multiplier of the base learning rate during (0-based) ``epoch``."""

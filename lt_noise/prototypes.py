@@ -37,6 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lt_noise.validation import (
+    check_choice,
+    check_flag,
+    check_float_dtype,
+    check_int,
+    check_interval,
+    check_positive,
+    check_seed,
+)
+
 __all__ = [
     "METHODS",
     "PAPER_LR",
@@ -84,45 +94,6 @@ _FILE_VERSION = 1
 
 
 # ------------------------------------------------------------------------------------------ checks
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"Expected argument `{name}` to be an integer >= {minimum}, but got {value!r}")
-    return value
-
-
-def _check_seed(seed: Any) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"Expected argument `seed` to be None or an integer >= 0, but got {seed!r}")
-    return seed
-
-
-def _check_dtype(dtype: Any) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"Expected argument `dtype` to be a floating-point torch.dtype, but got {dtype!r}")
-    return dtype
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Expected argument `{name}` to be a finite number > 0, but got {value!r}")
-    return float(value)
-
-
-def _check_non_negative(name: str, value: Any, *, below_one: bool = False) -> float:
-    upper = 1.0 if below_one else math.inf
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not 0 <= value < upper
-    ):
-        interval = "[0, 1)" if below_one else "[0, inf)"
-        raise ValueError(f"Expected argument `{name}` in {interval}, but got {value!r}")
-    return float(value)
-
-
 def _check_closed_form_limit(num_classes: int, dim: int) -> None:
     if num_classes > dim + 1:
         raise ValueError(
@@ -236,11 +207,11 @@ def simplex_prototypes(
     Raises:
         ValueError: if ``num_classes < 2``, ``dim < 1``, ``num_classes > dim + 1`` or ``seed`` is invalid.
     """
-    _check_int("num_classes", num_classes, 2)
-    _check_int("dim", dim, 1)
+    check_int("num_classes", num_classes, minimum=2)
+    check_int("dim", dim, minimum=1)
     _check_closed_form_limit(num_classes, dim)
-    seed = _check_seed(seed)
-    dtype = _check_dtype(dtype)
+    seed = check_seed(seed, optional=True)
+    dtype = check_float_dtype(dtype)
 
     rank = num_classes - 1
     if seed is None:
@@ -330,25 +301,24 @@ def optimized_prototypes(
         UserWarning: if ``k <= d + 1`` without ReLU and the result is not within ``CONVERGENCE_TOLERANCE``
         of the simplex optimum (increase ``steps``), or if ReLU features died.
     """
-    _check_int("num_classes", num_classes, 2)
-    _check_int("dim", dim, 1)
+    check_int("num_classes", num_classes, minimum=2)
+    check_int("dim", dim, minimum=1)
     if dim == 1:
         raise ValueError(
             "Expected argument `dim` >= 2 for optimized prototypes (on the 0-sphere the gradient of a normalised "
             "vector vanishes), but got 1; for num_classes=2, dim=1 use simplex_prototypes"
         )
-    _check_int("steps", steps, 1)
-    if not isinstance(nonnegative, bool):
-        raise ValueError(f"Expected argument `nonnegative` to be a bool, but got {nonnegative!r}")
-    seed = _check_seed(seed)
-    lr = _check_positive("lr", lr)
-    momentum = _check_non_negative("momentum", momentum, below_one=True)
-    weight_decay = _check_non_negative("weight_decay", weight_decay)
-    scale = _check_positive("scale", scale)
+    check_int("steps", steps, minimum=1)
+    check_flag("nonnegative", nonnegative)
+    seed = check_seed(seed, optional=True)
+    lr = check_positive("lr", lr)
+    momentum = check_interval("momentum", momentum, 0.0, 1.0, low_closed=True)
+    weight_decay = check_interval("weight_decay", weight_decay, 0.0, math.inf, low_closed=True)
+    scale = check_positive("scale", scale)
     if t_max is None:
         t_max = min(PAPER_T_MAX, steps)
-    _check_int("t_max", t_max, 1)
-    dtype = _check_dtype(dtype)
+    check_int("t_max", t_max, minimum=1)
+    dtype = check_float_dtype(dtype)
     device = torch.device("cpu") if device is None else torch.device(device)
 
     generator = None if seed is None else torch.Generator().manual_seed(seed)
@@ -399,12 +369,10 @@ def resolve_method(num_classes: int, dim: int, *, method: str = "auto", nonnegat
     ``"auto"`` picks the closed form when ``num_classes <= dim + 1`` and ``nonnegative`` is False, and the
     numerical procedure otherwise. An explicit ``"closed_form"`` is checked against its limits.
     """
-    _check_int("num_classes", num_classes, 2)
-    _check_int("dim", dim, 1)
-    if method not in METHODS:
-        raise ValueError(f"Expected argument `method` in {METHODS}, but got {method!r}")
-    if not isinstance(nonnegative, bool):
-        raise ValueError(f"Expected argument `nonnegative` to be a bool, but got {nonnegative!r}")
+    check_int("num_classes", num_classes, minimum=2)
+    check_int("dim", dim, minimum=1)
+    check_choice("method", method, METHODS)
+    check_flag("nonnegative", nonnegative)
     if method == "auto":
         return "closed_form" if num_classes <= dim + 1 and not nonnegative else "optimized"
     if method == "closed_form":
@@ -436,7 +404,7 @@ def generate_prototypes(
     numerical procedure. The result is on the CPU.
     """
     resolved = resolve_method(num_classes, dim, method=method, nonnegative=nonnegative)
-    _check_int("steps", steps, 1)
+    check_int("steps", steps, minimum=1)
     if resolved == "closed_form":
         return simplex_prototypes(num_classes, dim, seed, dtype=dtype)
     return optimized_prototypes(num_classes, dim, steps, nonnegative=nonnegative, seed=seed, dtype=dtype)

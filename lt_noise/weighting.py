@@ -57,6 +57,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from lt_noise.distributed import all_reduce_, world, world_size
+from lt_noise.validation import (
+    check_choice,
+    check_flag,
+    check_interval,
+    check_per_sample,
+    check_nonzero,
+    check_positive,
+)
+
 __all__ = [
     "AUTHORS_ERM_THRESHOLD",
     "AttentionalWeights",
@@ -120,46 +130,14 @@ def weighted_mean(losses: Tensor, weights: Tensor) -> Tensor:
     Under DDP each rank reduces its own batch; DDP's gradient averaging then gives the global
     ``(1/(world_size·B)) Σ p_i ∇L_i`` when all ranks have the same batch size.
     """
-    _check_per_sample(losses, "losses")
-    _check_per_sample(weights, "weights")
+    check_per_sample("losses", losses)
+    check_per_sample("weights", weights)
     if weights.shape != losses.shape:
         raise ValueError(
             f"Expected `weights` of the same shape as `losses` {tuple(losses.shape)}, "
             f"but got {tuple(weights.shape)}"
         )
     return (weights.detach().to(losses.dtype) * losses).mean()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Validation helpers.
-# ----------------------------------------------------------------------------------------------------
-
-
-def _check_per_sample(tensor: object, name: str) -> None:
-    if not isinstance(tensor, Tensor):
-        raise ValueError(f"Expected `{name}` to be a torch.Tensor, but got {type(tensor).__name__}")
-    if tensor.ndim != 1:
-        raise ValueError(
-            f"Expected `{name}` to be a 1-D tensor of per-sample values, shape (B,), "
-            f"but got shape {tuple(tensor.shape)}"
-        )
-    if not tensor.is_floating_point():
-        raise ValueError(f"Expected `{name}` to be a floating-point tensor, but got dtype {tensor.dtype}")
-
-
-def _check_lam(lam: object) -> float:
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
-        raise ValueError(f"Expected argument `lam` to be a real number, but got {lam!r}")
-    lam = float(lam)
-    if math.isnan(lam) or lam == 0.0:
-        raise ValueError(f"Expected argument `lam` to be a nonzero number or ±inf, but got {lam}")
-    return lam
-
-
-def _world_size() -> int:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
 
 
 def _global_stats(scaled_losses: Tensor, sync_dist: bool) -> tuple[Tensor, Tensor]:
@@ -176,9 +154,9 @@ def _global_stats(scaled_losses: Tensor, sync_dist: bool) -> tuple[Tensor, Tenso
             (~torch.isfinite(scaled_losses)).sum().to(scaled_losses.dtype),
         ]
     )
-    world_size = _world_size() if sync_dist else 1
-    if world_size > 1:
-        gathered = [torch.empty_like(local) for _ in range(world_size)]
+    size = world_size() if sync_dist else 1
+    if size > 1:
+        gathered = [torch.empty_like(local) for _ in range(size)]
         dist.all_gather(gathered, local)
         stats = torch.stack(gathered)
         log_sum = torch.logsumexp(stats[:, 0], dim=0)
@@ -253,38 +231,14 @@ class AttentionalWeights(nn.Module):
         check_finite: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 < gamma <= 1.0:
-            raise ValueError(f"Expected argument `gamma` in (0, 1], but got {gamma!r}")
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, (int, float))
-            or not (alpha > 0.0 and math.isfinite(alpha))
-        ):
-            raise ValueError(f"Expected argument `alpha` to be a finite number > 0, but got {alpha!r}")
-        if init not in INITS:
-            raise ValueError(f"Expected argument `init` to be one of {INITS}, but got {init!r}")
-        if floor not in FLOORS:
-            raise ValueError(f"Expected argument `floor` to be one of {FLOORS}, but got {floor!r}")
-        if erm_threshold is not None and (
-            isinstance(erm_threshold, bool)
-            or not isinstance(erm_threshold, (int, float))
-            or not (erm_threshold > 0.0 and math.isfinite(erm_threshold))
-        ):
-            raise ValueError(
-                "Expected argument `erm_threshold` to be None or a finite number > 0, "
-                f"but got {erm_threshold!r}"
-            )
-        for name, flag in (("sync_dist", sync_dist), ("check_finite", check_finite)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"Expected argument `{name}` to be a bool, but got {flag!r}")
-        self._lam = _check_lam(lam)
-        self.gamma = float(gamma)
-        self.alpha = float(alpha)
-        self.init = init
-        self.floor = floor
-        self.erm_threshold = None if erm_threshold is None else float(erm_threshold)
-        self.sync_dist = sync_dist
-        self.check_finite = check_finite
+        self.gamma = check_interval("gamma", gamma, 0.0, 1.0, high_closed=True)
+        self.alpha = check_positive("alpha", alpha)
+        self.init = check_choice("init", init, INITS)
+        self.floor = check_choice("floor", floor, FLOORS)
+        self.erm_threshold = None if erm_threshold is None else check_positive("erm_threshold", erm_threshold)
+        self.sync_dist = check_flag("sync_dist", sync_dist)
+        self.check_finite = check_flag("check_finite", check_finite)
+        self._lam = check_nonzero("lam", lam, allow_inf=True)
         self.register_buffer("log_normalizer", torch.tensor(-math.inf))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.int64))
 
@@ -297,7 +251,7 @@ class AttentionalWeights(nn.Module):
 
     @lam.setter
     def lam(self, value: float) -> None:
-        self._lam = _check_lam(value)
+        self._lam = check_nonzero("lam", value, allow_inf=True)
 
     @property
     def is_erm(self) -> bool:
@@ -326,7 +280,7 @@ class AttentionalWeights(nn.Module):
 
     def forward(self, losses: Tensor) -> Tensor:
         """Weights ``(B,)`` for the per-sample ``losses`` ``(B,)``; updates the normalizer in train mode."""
-        _check_per_sample(losses, "losses")
+        check_per_sample("losses", losses)
         if losses.numel() == 0:
             raise ValueError("Expected a non-empty batch of per-sample losses, but got shape (0,)")
         losses = losses.detach()
@@ -336,8 +290,8 @@ class AttentionalWeights(nn.Module):
         if self.is_erm:
             if self.check_finite:
                 bad = (~torch.isfinite(losses)).sum().to(dtype)
-                if self.sync_dist and _world_size() > 1:
-                    dist.all_reduce(bad)
+                if self.sync_dist:
+                    all_reduce_(bad)
                 self._raise_if_bad(losses, bad, scaled=losses)
             return torch.ones_like(losses)
 
@@ -372,7 +326,7 @@ class AttentionalWeights(nn.Module):
         if float(bad) == 0:
             return
         local = torch.nonzero(~torch.isfinite(scaled)).flatten().tolist()
-        rank = dist.get_rank() if _world_size() > 1 else 0
+        rank = world()[1]
         if not local:
             where = f"{int(bad)} non-finite values of L/lam on another rank (this is rank {rank})"
         else:

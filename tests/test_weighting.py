@@ -8,16 +8,12 @@ under a shift of all losses by c, and log s moves by c/λ.
 
 from __future__ import annotations
 
-import datetime
 import math
-import socket
-import time
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as torch_mp
+from support.distributed import run_on_ranks
 
 from lt_noise.weighting import (
     AUTHORS_ERM_THRESHOLD,
@@ -489,51 +485,33 @@ def test_momentum_sgd_step_is_equation_2(lam, init):
 
 # (lam, gamma, alpha, init, offset): an ordinary case and one where exp(L/λ) overflows on every rank.
 _DDP_CONFIGS = [(2.0, 0.5, 1.0, "zero", 0.0), (0.05, 0.3, 0.5, "first_batch", 50.0)]
-_DDP_TIMEOUT_S = 120
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ddp_worker(rank, world_size, port, out_path, batch_sets):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=_DDP_TIMEOUT_S),
-    )
+def _ddp_worker(rank, world_size, out_path, batch_sets):
+    results = []
+    for (lam, gamma, alpha, init, _), batches in zip(_DDP_CONFIGS, batch_sets):
+        module = AttentionalWeights(lam, gamma, alpha=alpha, init=init).double()
+        weights, log_s = [], []
+        for batch in batches:
+            half = len(batch) // world_size
+            weights.append(module(torch.tensor(batch[rank * half : (rank + 1) * half])))
+            log_s.append(module.log_normalizer.clone())
+        results.append({"weights": weights, "log_s": log_s})
+    # a NaN on rank 1 only: every rank must raise (nobody left waiting in a collective)
+    local = torch.ones(4, dtype=torch.float64)
+    if rank == 1:
+        local[2] = math.nan
     try:
-        results = []
-        for (lam, gamma, alpha, init, _), batches in zip(_DDP_CONFIGS, batch_sets):
-            module = AttentionalWeights(lam, gamma, alpha=alpha, init=init).double()
-            weights, log_s = [], []
-            for batch in batches:
-                half = len(batch) // world_size
-                weights.append(module(torch.tensor(batch[rank * half : (rank + 1) * half])))
-                log_s.append(module.log_normalizer.clone())
-            results.append({"weights": weights, "log_s": log_s})
-        # a NaN on rank 1 only: every rank must raise (nobody left waiting in a collective)
-        local = torch.ones(4, dtype=torch.float64)
-        if rank == 1:
-            local[2] = math.nan
-        try:
-            module(local)
-            error = None
-        except ValueError as exc:
-            error = str(exc)
-        # and the collectives still line up afterwards
-        after = module(torch.full((4,), 50.0 + rank, dtype=torch.float64))
-        torch.save(
-            {"results": results, "error": error, "after": after, "updates": module.num_updates.item()},
-            out_path / f"rank{rank}.pt",
-        )
-    finally:
-        dist.destroy_process_group()
+        module(local)
+        error = None
+    except ValueError as exc:
+        error = str(exc)
+    # and the collectives still line up afterwards
+    after = module(torch.full((4,), 50.0 + rank, dtype=torch.float64))
+    torch.save(
+        {"results": results, "error": error, "after": after, "updates": module.num_updates.item()},
+        out_path / f"rank{rank}.pt",
+    )
 
 
 @pytest.mark.ddp
@@ -541,13 +519,7 @@ def test_ddp_global_normalizer_equals_single_process(tmp_path):
     batch_sets = [
         _batches(seed=12 + i, sizes=(8, 8, 8, 8), offset=cfg[4]) for i, cfg in enumerate(_DDP_CONFIGS)
     ]
-    context = torch_mp.spawn(_ddp_worker, args=(2, _free_port(), tmp_path, batch_sets), nprocs=2, join=False)
-    deadline = time.monotonic() + _DDP_TIMEOUT_S
-    while not context.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.terminate()
-            pytest.fail("the 2-process gloo run did not finish in time")
+    run_on_ranks(_ddp_worker, tmp_path, batch_sets)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
     for i, ((lam, gamma, alpha, init, offset), batches) in enumerate(zip(_DDP_CONFIGS, batch_sets)):

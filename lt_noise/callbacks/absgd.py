@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lt_noise.callbacks.absgd_plots import class_weight_figure
 from lt_noise.callbacks.logging import log_figure, tensorboard
+from lt_noise.validation import check_positive_int
 
 __all__ = ["AttentionalWeightFigures"]
 
@@ -29,13 +30,11 @@ class AttentionalWeightFigures(Callback):
     epoch) are kept in checkpoints (an epoch is complete on its last batch, before the end-of-epoch
     checkpoint; a run resumed from a mid-epoch checkpoint averages that epoch over its remaining batches). The figure ``train/absgd_class_weights`` is logged every
     ``every_n_epochs`` epochs and after the last one, when a TensorBoard logger is in use.
-    :class:`lt_noise.methods.ABSGD` adds this callback itself.
+    :class:`lt_noise.methods.ABSGD` runs with this callback by default.
     """
 
     def __init__(self, every_n_epochs: int = 1) -> None:
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ValueError(f"Expected argument `every_n_epochs` to be an int >= 1, but got {every_n_epochs!r}")
-        self.every_n_epochs = every_n_epochs
+        self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
         self.epochs: list[int] = []
         self.mean_weights: list[list[float]] = []
         self._sums: torch.Tensor | None = None

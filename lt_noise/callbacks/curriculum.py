@@ -40,14 +40,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lt_noise.callbacks.curriculum_plots import margin_distributions_figure, weighting_function_figure
 from lt_noise.callbacks.logging import log_figure, tensorboard
+from lt_noise.distributed import all_reduce_, world_size
 from lt_noise.losses import LabelProbabilityLoss, Reweighted, expected_initial_margin, soft_margin
+from lt_noise.validation import check_int
 
 __all__ = ["CurriculumDiagnostics", "average_update_scale", "sample_weights", "step_sums", "weight_snr"]
 
@@ -171,12 +172,8 @@ class CurriculumDiagnostics(Callback):
     ) -> None:
         for name, value in (("figure_every_n_epochs", figure_every_n_epochs), ("bins", bins),
                             ("initial_batches", initial_batches), ("max_rows", max_rows)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Expected argument `{name}` to be an integer >= 1, but got {value!r}")
-        if log_every_n_steps is not None and (not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
-            raise ValueError(
-                f"Expected argument `log_every_n_steps` to be None or an integer >= 1, but got {log_every_n_steps!r}"
-            )
+            check_int(name, value, minimum=1)
+        check_int("log_every_n_steps", log_every_n_steps, minimum=1, optional=True)
         low, high = (float(v) for v in margin_range)
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(
@@ -278,10 +275,10 @@ class CurriculumDiagnostics(Callback):
     def flush(self) -> None:
         """Add every process's pending sums to the totals (a collective under torch.distributed)."""
         pending = self._pending
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if world_size() > 1:
             if pending is None:
                 pending = torch.zeros(len(STATISTICS) + 2 * self.bins, dtype=torch.float64, device=self._device)
-            dist.all_reduce(pending)
+            all_reduce_(pending)
         self._pending = None
         if pending is None:
             return

@@ -40,6 +40,7 @@ from lt_noise.callbacks.dynamic_loss_plots import (
     noisy_fraction_per_bin,
 )
 from lt_noise.callbacks.logging import log_figure, tensorboard
+from lt_noise.validation import check_positive_int
 
 __all__ = ["DynamicLossDiagnostics", "label_statistics", "spearman"]
 
@@ -87,12 +88,8 @@ class DynamicLossDiagnostics(Callback):
     """
 
     def __init__(self, every_n_epochs: int = 5, max_classes: int = 10) -> None:
-        if every_n_epochs < 1:
-            raise ValueError(f"Expected argument `every_n_epochs` >= 1, but got {every_n_epochs}")
-        if max_classes < 1:
-            raise ValueError(f"Expected argument `max_classes` >= 1, but got {max_classes}")
-        self.every_n_epochs = every_n_epochs
-        self.max_classes = max_classes
+        self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
+        self.max_classes = check_positive_int("max_classes", max_classes)
         self.history: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lt_noise.callbacks.logging import log_figure, tensorboard
 from lt_noise.callbacks.plots import per_class_accuracy_figure, reliability_diagram_figure
+from lt_noise.validation import check_positive_int
 
 __all__ = ["EvaluationFigures"]
 
@@ -19,9 +20,7 @@ class EvaluationFigures(Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1) -> None:
-        if every_n_epochs < 1:
-            raise ValueError(f"Expected argument `every_n_epochs` >= 1, but got {every_n_epochs}")
-        self.every_n_epochs = every_n_epochs
+        self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         report = getattr(pl_module, "reports", {}).get(stage)

@@ -19,7 +19,9 @@ from torch import Tensor, nn
 
 from lt_noise.callbacks.logging import log_figure, tensorboard
 from lt_noise.callbacks.pal_plots import feature_norm_histogram_figure, min_angle_figure, prototype_norms_figure
+from lt_noise.distributed import all_reduce_
 from lt_noise.prototypes import min_pairwise_angle
+from lt_noise.validation import check_positive_int
 
 __all__ = ["PrototypeDiagnostics", "head_prototypes"]
 
@@ -40,12 +42,6 @@ def head_prototypes(head: nn.Module, num_classes: int | None = None) -> Tensor |
     return None
 
 
-def _all_reduce(tensor: Tensor, op: dist.ReduceOp) -> Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op=op)
-    return tensor
-
-
 class PrototypeDiagnostics(Callback):
     """After each validation epoch: the minimum angle between the head's prototypes, their norms, and the
     norms of the backbone's features on the validation set.
@@ -57,17 +53,14 @@ class PrototypeDiagnostics(Callback):
     FNPAL). Feature norms are collected by a forward hook on the backbone during validation: no extra pass.
     Under DDP the histogram and the mean are over all ranks' samples.
 
-    :attr:`epochs` and :attr:`min_angles` (the curve) are kept in checkpoints. PAL and FNPAL add this
-    callback themselves; add it to ``trainer.callbacks`` for any other method (learned heads: a linear or
+    :attr:`epochs` and :attr:`min_angles` (the curve) are kept in checkpoints. PAL and FNPAL run with this
+    callback by default; add it to ``trainer.callbacks`` for any other method (learned heads: a linear or
     cosine head's weight rows are its prototypes).
     """
 
     def __init__(self, every_n_epochs: int = 1, bins: int = DEFAULT_BINS) -> None:
-        for name, value in (("every_n_epochs", every_n_epochs), ("bins", bins)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Expected argument `{name}` to be an int >= 1, but got {value!r}")
-        self.every_n_epochs = every_n_epochs
-        self.bins = bins
+        self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
+        self.bins = check_positive_int("bins", bins)
         self.epochs: list[int] = []
         self.min_angles: list[float] = []
         self._norms: list[Tensor] = []
@@ -125,15 +118,15 @@ class PrototypeDiagnostics(Callback):
     def _feature_histogram(self, norms: Tensor, device: torch.device) -> tuple[Tensor | None, Tensor | None, float]:
         """Global (all ranks) histogram edges and counts over [0, max norm], and the mean norm."""
         stats = torch.tensor([norms.numel(), float(norms.sum()) if norms.numel() else 0.0], dtype=torch.float64, device=device)
-        _all_reduce(stats, dist.ReduceOp.SUM)
+        all_reduce_(stats, dist.ReduceOp.SUM)
         top = torch.tensor([float(norms.max()) if norms.numel() else 0.0], dtype=torch.float64, device=device)
-        _all_reduce(top, dist.ReduceOp.MAX)
+        all_reduce_(top, dist.ReduceOp.MAX)
         if stats[0] == 0:
             return None, None, math.nan
         high = float(top) if float(top) > 0 else 1.0
         counts = torch.histc(norms.double(), bins=self.bins, min=0.0, max=high) if norms.numel() else torch.zeros(
             self.bins, dtype=torch.float64, device=device)
-        _all_reduce(counts, dist.ReduceOp.SUM)
+        all_reduce_(counts, dist.ReduceOp.SUM)
         return torch.linspace(0.0, high, self.bins + 1, dtype=torch.float64), counts.cpu(), float(stats[1] / stats[0])
 
     # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lt_noise.losses import class_balanced_weights
+from lt_noise.validation import check_int, check_interval
 
 __all__ = ["DeferredReweighting"]
 
@@ -21,12 +22,8 @@ class DeferredReweighting(Callback):
     """
 
     def __init__(self, start_epoch: int = 160, beta: float = 0.9999) -> None:
-        if start_epoch < 0:
-            raise ValueError(f"Expected argument `start_epoch` >= 0, but got {start_epoch}")
-        if not 0 <= beta < 1:
-            raise ValueError(f"Expected argument `beta` in [0, 1), but got {beta}")
-        self.start_epoch = start_epoch
-        self.beta = beta
+        self.start_epoch = check_int("start_epoch", start_epoch, minimum=0)
+        self.beta = check_interval("beta", beta, 0.0, 1.0, low_closed=True)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         weights = pl_module.class_weights

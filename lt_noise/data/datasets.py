@@ -21,24 +21,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
+from lt_noise.seeding import sample_seed  # re-exported: its historical home
+
 __all__ = ["IndexedDataset", "to_image_tensor", "sample_seed"]
-
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(value: int) -> int:
-    # One round of SplitMix64: a cheap bijective mixer, so nearby (seed, epoch, index) triples give
-    # unrelated RNG seeds.
-    value = (value + 0x9E3779B97F4A7C15) & _MASK64
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return value ^ (value >> 31)
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The RNG seed of one sample's augmentation in one epoch (a 63-bit non-negative int)."""
-    return _splitmix64(_splitmix64(_splitmix64(seed) ^ epoch) ^ index) >> 1
-
 
 def to_image_tensor(image: Any) -> torch.Tensor:
     """Convert a decoded image (uint8 array HxW / HxWxC, PIL image or CHW tensor) to a CHW uint8 tensor.

@@ -16,18 +16,16 @@ use. The imbalance ``ratio`` is rho = n_max / n_min >= 1 (LDAM's ``imb_factor`` 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from lt_noise.validation import SEED_LIMIT, check_int, check_interval, check_labels, check_seed
+
 __all__ = ["IMBALANCE_KINDS", "imbalance_counts", "long_tailed_counts", "step_counts", "subsample_indices"]
 
 IMBALANCE_KINDS = ("none", "exp", "step")
-
-# numpy.random.RandomState (used to follow LDAM-DRW's draws) accepts seeds in [0, 2**32).
-_SEED_LIMIT = 2**32
 
 # Slack when turning minority_fraction * num_classes into a class count, so that a product such as
 # 0.29 * 100 = 28.999999999999996 counts as 29 classes and not 28.
@@ -44,9 +42,7 @@ def long_tailed_counts(n_max: int, num_classes: int, ratio: float) -> list[int]:
     Raises:
         ValueError: on invalid arguments, or if a class would keep no sample (n_max too small for ratio).
     """
-    _check_n_max(n_max)
-    _check_num_classes(num_classes)
-    _check_ratio(ratio)
+    _check_profile(n_max, num_classes, ratio)
     factor = 1.0 / ratio
     counts = [int(n_max * factor ** (i / (num_classes - 1.0))) for i in range(num_classes)]
     _check_nonempty(counts, f"n_max={n_max}, ratio={ratio}")
@@ -61,17 +57,13 @@ def step_counts(n_max: int, num_classes: int, ratio: float, minority_fraction: f
     most C - 1; the majority classes come first, as in LDAM-DRW. With the default 0.5 and an even C this
     is LDAM-DRW's profile; for an odd C the extra class is a majority class (LDAM-DRW drops it).
     """
-    _check_n_max(n_max)
-    _check_num_classes(num_classes)
-    _check_ratio(ratio)
-    valid = isinstance(minority_fraction, numbers.Real) and not isinstance(minority_fraction, bool)
-    if not (valid and 0 < minority_fraction < 1):
-        raise ValueError(f"Expected argument `minority_fraction` in (0, 1), but got {_show(minority_fraction)}")
+    _check_profile(n_max, num_classes, ratio)
+    check_interval("minority_fraction", minority_fraction, 0.0, 1.0)
     num_minority = math.floor(minority_fraction * num_classes + _COUNT_SLACK)
     if not 1 <= num_minority <= num_classes - 1:
         raise ValueError(
             f"Expected argument `minority_fraction` to make between 1 and {num_classes - 1} of the "
-            f"{num_classes} classes minority classes, but got {_show(minority_fraction)} ({num_minority} classes)"
+            f"{num_classes} classes minority classes, but got {minority_fraction} ({num_minority} classes)"
         )
     minority = int(n_max * (1.0 / ratio))
     counts = [n_max] * (num_classes - num_minority) + [minority] * num_minority
@@ -94,11 +86,9 @@ def imbalance_counts(
         return long_tailed_counts(n_max, num_classes, ratio)
     if kind == "step":
         return step_counts(n_max, num_classes, ratio, minority_fraction=minority_fraction)
-    _check_n_max(n_max)
-    _check_num_classes(num_classes)
-    _check_ratio(ratio)
+    _check_profile(n_max, num_classes, ratio)
     if ratio != 1:
-        raise ValueError(f"Expected argument `ratio` to be 1 when kind='none', but got {_show(ratio)}")
+        raise ValueError(f"Expected argument `ratio` to be 1 when kind='none', but got {ratio}")
     return [n_max] * num_classes
 
 
@@ -133,17 +123,8 @@ def subsample_indices(labels: Any, counts: Sequence[int], seed: int) -> np.ndarr
             f"Expected argument `counts` to be >= 1 for every class, but got {int(wanted[empty[0]])} for "
             f"class {int(empty[0])}: empty class after subsampling"
         )
-    _check_seed(seed)
-    y = np.asarray(labels)
-    if y.ndim != 1:
-        raise ValueError(f"Expected argument `labels` to be a 1-D array of class indices, but got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"Expected argument `labels` to have an integer dtype, but got {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f"Expected argument `labels` to hold class indices in [0, {num_classes}) (one count per class), "
-            f"but got values in [{int(y.min())}, {int(y.max())}]"
-        )
+    check_seed(seed, below=SEED_LIMIT)  # numpy.random.RandomState (LDAM-DRW's draws) takes seeds < 2**32
+    y = check_labels(labels, num_classes)
     available = np.bincount(y, minlength=num_classes)
     short = np.flatnonzero(available < wanted)
     if short.size:
@@ -161,38 +142,10 @@ def subsample_indices(labels: Any, counts: Sequence[int], seed: int) -> np.ndarr
     return np.sort(np.concatenate(kept)).astype(np.int64)
 
 
-# --------------------------------------------------------------------------------------------------
-# Validation (at the public entry; one message template)
-def _show(value: Any) -> str:
-    """Numbers as they read (``1.2``, not ``np.float64(1.2)``); anything else as its repr."""
-    return str(value) if isinstance(value, numbers.Number) else repr(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_n_max(n_max: Any) -> None:
-    if not _is_int(n_max) or n_max < 1:
-        raise ValueError(f"Expected argument `n_max` to be an integer >= 1, but got {_show(n_max)}")
-
-
-def _check_num_classes(num_classes: Any) -> None:
-    if not _is_int(num_classes) or num_classes < 2:
-        raise ValueError(f"Expected argument `num_classes` to be an integer >= 2, but got {_show(num_classes)}")
-
-
-def _check_ratio(ratio: Any) -> None:
-    valid = isinstance(ratio, numbers.Real) and not isinstance(ratio, (bool, np.bool_))
-    if not (valid and math.isfinite(ratio) and ratio >= 1):
-        raise ValueError(
-            f"Expected argument `ratio` (n_max / n_min) to be a finite number >= 1, but got {_show(ratio)}"
-        )
-
-
-def _check_seed(seed: Any) -> None:
-    if not _is_int(seed) or not 0 <= seed < _SEED_LIMIT:
-        raise ValueError(f"Expected argument `seed` to be an integer in [0, 2**32), but got {_show(seed)}")
+def _check_profile(n_max: Any, num_classes: Any, ratio: Any) -> None:
+    check_int("n_max", n_max, minimum=1)
+    check_int("num_classes", num_classes, minimum=2)
+    check_interval("ratio", ratio, 1.0, math.inf, low_closed=True)
 
 
 def _check_nonempty(counts: list[int], context: str) -> None:

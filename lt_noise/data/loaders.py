@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sized
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lt_noise.distributed import world  # re-exported: its historical home
+from lt_noise.validation import check_positive_int
 
 __all__ = ["ClassAwareSampler", "EpochSampler", "EvalSampler", "SAMPLINGS", "make_loader", "world"]
 
@@ -26,13 +28,6 @@ __all__ = ["ClassAwareSampler", "EpochSampler", "EvalSampler", "SAMPLINGS", "mak
 # then instance uniform: Kang et al. 2020's class-balanced sampling for classifier re-training) and
 # "square_root" (class probability proportional to sqrt(n_c), Mahajan et al. 2018 / Kang et al. 2020).
 SAMPLINGS = ("instance", "class_balanced", "square_root")
-
-
-def world() -> tuple[int, int]:
-    """``(world_size, rank)`` of the current process group, ``(1, 0)`` outside distributed runs."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 class EpochSampler(DistributedSampler):
@@ -145,8 +140,7 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader with the project's samplers (training: :class:`EpochSampler`, else :class:`EvalSampler`,
     unless a ``sampler`` is given)."""
-    if batch_size < 1:
-        raise ValueError(f"Expected argument `batch_size` >= 1, but got {batch_size}")
+    check_positive_int("batch_size", batch_size)
     if sampler is None:
         sampler = EpochSampler(dataset, seed=seed, drop_last=drop_last) if train else EvalSampler(dataset)
     return DataLoader(

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from lt_noise.validation import SEED_LIMIT, check_int, check_interval, check_labels, check_seed
+
 __all__ = [
     "CIFAR100_COARSE_LABELS",
     "FLIP_MAPS",
@@ -54,9 +56,6 @@ __all__ = [
 ]
 
 NOISE_KINDS = ("none", "symmetric", "uniform", "asymmetric", "class_frequency")
-
-# numpy.random.RandomState (used by the exact, APL-ordered variants) accepts seeds in [0, 2**32).
-_SEED_LIMIT = 2**32
 
 # CIFAR-100 has 100 fine classes in 20 superclasses of 5 each.
 _CIFAR100_NUM_CLASSES = 100
@@ -159,7 +158,7 @@ def resolve_flip_map(flip_map: Mapping[int, int] | str, num_classes: int | None 
     resolved: dict[int, int] = {}
     for source, target in flip_map.items():
         for cls in (source, target):
-            if not _is_int(cls):
+            if not isinstance(cls, numbers.Integral) or isinstance(cls, (bool, np.bool_)):
                 raise ValueError(
                     f"Expected argument `flip_map` to map integer classes to integer classes, but got "
                     f"the entry {source!r}: {target!r}"
@@ -208,9 +207,7 @@ def symmetric_noise(
     Returns:
         A new int64 array of noisy labels.
     """
-    y = _check_labels(labels, num_classes)
-    _check_rate(rate)
-    _check_seed(seed)
+    y = _check_inputs(labels, num_classes, rate, seed)
     noisy = y.copy()
     if exact:
         rng = np.random.RandomState(seed)
@@ -248,9 +245,7 @@ def uniform_noise(labels: Any, num_classes: int, rate: float, seed: int) -> np.n
     Returns:
         A new int64 array of noisy labels.
     """
-    y = _check_labels(labels, num_classes)
-    _check_rate(rate)
-    _check_seed(seed)
+    y = _check_inputs(labels, num_classes, rate, seed)
     rng = np.random.default_rng(seed)
     noisy = y.copy()
     resample = rng.random(len(y)) < rate
@@ -293,11 +288,9 @@ def asymmetric_noise(
         A new int64 array of noisy labels.
     """
     if num_classes is not None:
-        _check_num_classes(num_classes)
+        check_int("num_classes", num_classes, minimum=2)
     resolved = resolve_flip_map(flip_map, num_classes)
-    y = _check_labels(labels, num_classes)
-    _check_rate(rate)
-    _check_seed(seed)
+    y = _check_inputs(labels, num_classes, rate, seed)
     noisy = y.copy()
     if exact:
         rng = np.random.RandomState(seed)
@@ -334,9 +327,7 @@ def class_frequency_noise(labels: Any, num_classes: int, rate: float, seed: int)
     Returns:
         A new int64 array of noisy labels.
     """
-    y = _check_labels(labels, num_classes)
-    _check_rate(rate)
-    _check_seed(seed)
+    y = _check_inputs(labels, num_classes, rate, seed)
     noisy = y.copy()
     if len(y) == 0:
         return noisy
@@ -377,15 +368,14 @@ def apply_noise(
             f"Expected argument `exact` to be False for kind={kind!r} (only 'symmetric' and 'asymmetric' "
             f"have an exact-count variant), but got True"
         )
-    _check_num_classes(num_classes)
+    check_int("num_classes", num_classes, minimum=2)
     if flip_map is not None:
         flip_map = resolve_flip_map(flip_map, num_classes)
     if kind == "none":
-        _check_rate(rate)
-        _check_seed(seed)
+        y = _check_inputs(labels, num_classes, rate, seed)
         if rate != 0:
-            raise ValueError(f"Expected argument `rate` to be 0 when kind='none', but got {_show(rate)}")
-        return _check_labels(labels, num_classes).copy()
+            raise ValueError(f"Expected argument `rate` to be 0 when kind='none', but got {rate}")
+        return y.copy()
     if kind == "symmetric":
         return symmetric_noise(labels, num_classes, rate, seed, exact=exact)
     if kind == "uniform":
@@ -399,49 +389,11 @@ def apply_noise(
     return asymmetric_noise(labels, flip_map, rate, seed, exact=exact, num_classes=num_classes)
 
 
-# --------------------------------------------------------------------------------------------------
-# Validation (at the public entry; one message template)
-def _show(value: Any) -> str:
-    """Numbers as they read (``1.2``, not ``np.float64(1.2)``); anything else as its repr."""
-    return str(value) if isinstance(value, numbers.Number) else repr(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_num_classes(num_classes: Any) -> None:
-    if not _is_int(num_classes) or num_classes < 2:
-        raise ValueError(f"Expected argument `num_classes` to be an integer >= 2, but got {_show(num_classes)}")
-
-
-def _check_rate(rate: Any) -> None:
-    valid = isinstance(rate, numbers.Real) and not isinstance(rate, (bool, np.bool_))
-    if not (valid and 0 <= rate < 1):  # also rejects NaN
-        raise ValueError(f"Expected argument `rate` in [0, 1), but got {_show(rate)}")
-
-
-def _check_seed(seed: Any) -> None:
-    if not _is_int(seed) or not 0 <= seed < _SEED_LIMIT:
-        raise ValueError(f"Expected argument `seed` to be an integer in [0, 2**32), but got {_show(seed)}")
-
-
-def _check_labels(labels: Any, num_classes: int | None) -> np.ndarray:
-    """``labels`` as a validated int64 array (classes in [0, num_classes), or >= 0 if None); not a copy."""
+def _check_inputs(labels: Any, num_classes: int | None, rate: Any, seed: Any) -> np.ndarray:
+    """The checked labels (an int64 array, not a copy) after checking ``num_classes``, ``rate`` and ``seed``."""
     if num_classes is not None:
-        _check_num_classes(num_classes)
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise ValueError(
-            f"Expected argument `labels` to be a 1-D array of class indices, but got shape {array.shape}"
-        )
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"Expected argument `labels` to have an integer dtype, but got {array.dtype}")
-    if array.size:
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or (num_classes is not None and high >= num_classes):
-            expected = "non-negative class indices" if num_classes is None else f"class indices in [0, {num_classes})"
-            raise ValueError(
-                f"Expected argument `labels` to hold {expected}, but got values in [{low}, {high}]"
-            )
-    return array.astype(np.int64, copy=False)
+        check_int("num_classes", num_classes, minimum=2)
+    y = check_labels(labels, num_classes)
+    check_interval("rate", rate, 0.0, 1.0, low_closed=True)
+    check_seed(seed, below=SEED_LIMIT)  # numpy.random.RandomState (the APL-ordered draws) takes seeds < 2**32
+    return y

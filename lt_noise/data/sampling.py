@@ -29,7 +29,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
+
+from lt_noise.validation import check_class_counts, check_finite_values, check_int, check_interval, check_labels, check_seed
 
 __all__ = [
     "PRIMARY_FRACTION",
@@ -51,84 +52,11 @@ META_FRACTION = 0.25
 RANK_BINS = 100
 
 
-# ----------------------------------------------------------------------------------------------------
-# Validation helpers (one message template: "Expected argument `x` ..., but got ...").
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"Expected argument `{name}` to be an integer >= {minimum}, but got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Expected argument `{name}` to be an integer >= {minimum}, but got {value}")
-    return int(value)
-
-
-def _check_fraction(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"Expected argument `{name}` to be a number in (0, 1], but got {value!r}")
-    if not 0.0 < float(value) <= 1.0:
-        raise ValueError(f"Expected argument `{name}` in (0, 1], but got {value}")
-    return float(value)
-
-
-def _to_numpy(name: str, array: Any) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
-    if array.ndim != 1:
-        raise ValueError(f"Expected argument `{name}` to be 1-D, but got shape {array.shape}")
-    return array
-
-
-def _check_labels(labels: Any, num_classes: int) -> np.ndarray:
-    labels = _to_numpy("labels", labels)
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"Expected argument `labels` to hold integers, but got dtype {labels.dtype}")
-    if labels.size:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_classes:
-            bad = labels[(labels < 0) | (labels >= num_classes)]
-            raise ValueError(
-                f"Expected argument `labels` in [0, {num_classes - 1}] (num_classes={num_classes}), "
-                f"but got {bad.size} label(s) out of range, e.g. {int(bad[0])}"
-            )
-    return labels.astype(np.int64, copy=False)
-
-
-def _check_losses(losses: Any, length: int) -> np.ndarray:
-    losses = _to_numpy("losses", losses)
-    if not (np.issubdtype(losses.dtype, np.floating) or np.issubdtype(losses.dtype, np.integer)):
-        raise ValueError(f"Expected argument `losses` to hold real numbers, but got dtype {losses.dtype}")
-    if losses.shape[0] != length:
-        raise ValueError(
-            f"Expected argument `losses` to have one entry per label ({length}), but got {losses.shape[0]}"
-        )
-    losses = losses.astype(np.float64, copy=False)
-    finite = np.isfinite(losses)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(
-            f"Expected argument `losses` to be finite, but got {bad.size} non-finite value(s) at "
-            f"sample indices {bad[:10].tolist()}{' ...' if bad.size > 10 else ''} "
-            f"(first: {losses[bad[0]]})"
-        )
-    return losses
-
-
-def _check_seed(seed: Any) -> int | np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(
-            f"Expected argument `seed` to be a non-negative integer or a numpy SeedSequence, but got {seed!r}"
-        )
-    return int(seed)
-
 
 def _validate(losses: Any, labels: Any, num_classes: Any) -> tuple[np.ndarray, np.ndarray, int]:
-    num_classes = _check_int("num_classes", num_classes, minimum=1)
-    labels = _check_labels(labels, num_classes)
-    losses = _check_losses(losses, labels.shape[0])
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    labels = check_labels(labels, num_classes)
+    losses = check_finite_values(losses, name="losses", length=labels.shape[0])
     return losses, labels, num_classes
 
 
@@ -188,7 +116,7 @@ def loss_rank_bins(losses: Any, labels: Any, num_classes: int, bins: int) -> np.
         (N,) int64 array: the bin of sample j at position j.
     """
     losses, labels, num_classes = _validate(losses, labels, num_classes)
-    bins = _check_int("bins", bins, minimum=1)
+    bins = check_int("bins", bins, minimum=1)
     order = _within_class_order(losses, labels)
     counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
     position = _positions_in_class(labels[order], counts)
@@ -219,18 +147,13 @@ def meta_split_sizes(class_counts: Any, *, primary_fraction: float = PRIMARY_FRA
         ValueError: on invalid fractions, or when the smallest class is too small to give at least one
             meta sample per class.
     """
-    primary_fraction = _check_fraction("primary_fraction", primary_fraction)
-    meta_fraction = _check_fraction("meta_fraction", meta_fraction)
+    primary_fraction = check_interval("primary_fraction", primary_fraction, 0.0, 1.0, high_closed=True)
+    meta_fraction = check_interval("meta_fraction", meta_fraction, 0.0, 1.0, high_closed=True)
     if meta_fraction > primary_fraction:
         raise ValueError(
             f"Expected argument `meta_fraction` <= primary_fraction={primary_fraction}, but got {meta_fraction}"
         )
-    counts = _to_numpy("class_counts", class_counts)
-    if counts.size == 0 or counts.dtype == np.bool_ or not np.issubdtype(counts.dtype, np.integer):
-        raise ValueError(
-            f"Expected argument `class_counts` to be a non-empty array of integers, but got "
-            f"dtype {counts.dtype} and shape {counts.shape}"
-        )
+    counts = check_class_counts(class_counts, min_classes=1).numpy()
     n_min = int(counts.min())
     primary, meta = int(primary_fraction * n_min), int(meta_fraction * n_min)
     if meta < 1:
@@ -268,11 +191,11 @@ def hierarchical_meta_split(losses: Any, labels: Any, num_classes: int, primary:
         ``(meta_indices, train_indices)``: disjoint sorted int64 arrays covering ``range(N)``.
     """
     losses, labels, num_classes = _validate(losses, labels, num_classes)
-    primary = _check_int("primary", primary, minimum=1)
-    meta = _check_int("meta", meta, minimum=1)
+    primary = check_int("primary", primary, minimum=1)
+    meta = check_int("meta", meta, minimum=1)
     if meta > primary:
         raise ValueError(f"Expected argument `meta` <= primary={primary}, but got {meta}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed, sequence=True)
     counts = np.bincount(labels, minlength=num_classes)
     smallest = int(counts.argmin())
     if primary > counts[smallest]:
@@ -306,7 +229,7 @@ def naive_meta_split(losses: Any, labels: Any, num_classes: int, meta: int) -> t
         ``(meta_indices, train_indices)``: disjoint sorted int64 arrays covering ``range(N)``.
     """
     losses, labels, num_classes = _validate(losses, labels, num_classes)
-    meta = _check_int("meta", meta, minimum=1)
+    meta = check_int("meta", meta, minimum=1)
     counts = np.bincount(labels, minlength=num_classes)
     smallest = int(counts.argmin())
     if meta > counts[smallest]:

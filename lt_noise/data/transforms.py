@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from lt_noise.validation import check_int, check_positive_int
+
 __all__ = ["AUGMENTATIONS", "Cutout", "build_train_transform", "build_eval_transform"]
 
 AUGMENTATIONS = ("none", "flip", "crop", "crop_flip", "imagenet", "resize_crop_flip")
@@ -52,8 +54,7 @@ class Cutout(nn.Module):
 
     def __init__(self, size: int) -> None:
         super().__init__()
-        if size < 1:
-            raise ValueError(f"Expected argument `size` >= 1, but got {size}")
+        check_positive_int("size", size)
         self.size = size
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -88,8 +89,7 @@ def build_train_transform(
         raise ValueError(
             f"Expected argument `autoaugment` in {tuple(AUTOAUGMENT_POLICIES)} or None, but got {autoaugment!r}"
         )
-    if cutout < 0:
-        raise ValueError(f"Expected argument `cutout` >= 0, but got {cutout}")
+    check_int("cutout", cutout, minimum=0)
     padding = max(1, round(CROP_PADDING_32 * image_size / 32))
     steps: list[nn.Module] = []
     if augment in ("crop", "crop_flip"):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lt_noise.losses._core import margin_from_logits, upcast
-from lt_noise.losses._validation import check_delta, check_logits, check_target
+from lt_noise.validation import check_delta, check_logits, check_target
 
 __all__ = ["LabelProbabilityLoss", "PerSampleLoss", "numeric_max_weight"]
 

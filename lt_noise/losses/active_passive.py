@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from lt_noise.losses._base import PerSampleLoss
-from lt_noise.losses._validation import check_interval
+from lt_noise.validation import check_interval
 from lt_noise.losses.registry import register_loss
 from lt_noise.losses.robust import AEL, AGCE, AUL, DEFAULT_A, MAE, NCE, NFL, NGCE, RCE
 

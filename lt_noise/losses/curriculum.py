@@ -25,12 +25,20 @@ import math
 from typing import Literal
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
+from lt_noise.distributed import all_reduce_
 from lt_noise.losses._base import LabelProbabilityLoss
 from lt_noise.losses._core import margin_from_logits, upcast
-from lt_noise.losses._validation import check_interval, check_logits, check_positive_int, check_real, check_target
+from lt_noise.validation import (
+    check_choice,
+    check_int,
+    check_interval,
+    check_logits,
+    check_positive_int,
+    check_real,
+    check_target,
+)
 
 __all__ = ["Reweighted", "expected_initial_margin", "soft_margin"]
 
@@ -59,9 +67,7 @@ def expected_initial_margin(num_classes: int, sigma: float = 1.0) -> float:
     (a second-order Taylor approximation; independent of μ). For k = 100, σ = 1 it is -5.087 (the
     paper measures 5.097 in magnitude on CIFAR-100); for k = 10, -2.602 (2.717 measured).
     """
-    k = check_positive_int("num_classes", num_classes)
-    if k < 2:
-        raise ValueError(f"Expected argument `num_classes` >= 2, but got {k}")
+    k = check_int("num_classes", num_classes, minimum=2)
     sigma = check_interval("sigma", sigma, 0.0)
     return -math.log(k - 1) - sigma**2 / 2 + math.expm1(sigma**2) / (2 * (k - 1))
 
@@ -117,8 +123,7 @@ class Reweighted(nn.Module):
                 "Expected argument `loss` to be a loss of p_y alone (MAE, RCE, CE without label smoothing, "
                 f"Focal, GCE, SCE, AGCE, AUL, AEL, TCE), but got {loss!r}"
             )
-        if mode not in (None, "scale", "shift"):
-            raise ValueError(f"Expected argument `mode` in (None, 'scale', 'shift'), but got {mode!r}")
+        check_choice("mode", mode, (None, "scale", "shift"))
         if mode is None:
             if tau is not None or expected_margin is not None:
                 raise ValueError(
@@ -201,8 +206,7 @@ class Reweighted(nn.Module):
             return
         count = torch.tensor(float(delta.numel()), dtype=torch.float64, device=delta.device)
         stats = torch.stack([delta.double().sum(), count])
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(stats)
+        all_reduce_(stats)
         self.margin_sum += stats[0]
         self.margin_count += stats[1]
         self.measured_batches += 1

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lt_noise.losses._base import PerSampleLoss
-from lt_noise.losses._validation import check_class_counts, check_interval
+from lt_noise.validation import check_class_counts, check_interval
 from lt_noise.losses.registry import register_loss
 
 __all__ = ["LDAM", "BalancedSoftmax", "LogitAdjusted", "class_balanced_weights", "ldam_margins"]

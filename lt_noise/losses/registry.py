@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 import numpy as np
 from torch import Tensor, nn
 
-from lt_noise.losses._validation import check_class_counts, check_positive_int
+from lt_noise.validation import check_class_counts, check_factory, check_hyperparameters, check_positive_int
 
 __all__ = ["LOSSES", "available_losses", "build_loss", "loss_hyperparameters", "register_loss"]
 
@@ -69,18 +69,7 @@ _DATA_ARGUMENTS = ("num_classes", "class_counts")
 
 def _hyperparameters(name: str, factory: Factory) -> dict[str, inspect.Parameter]:
     """The factory's hyperparameters (its parameters other than the data arguments)."""
-    params = inspect.signature(factory).parameters
-    for param in params.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-            raise ValueError(
-                f"Expected the factory of loss '{name}' to take named parameters only (no *args, **kwargs "
-                f"or positional-only ones, so that misspelt hyperparameters can be caught), but got {param}"
-            )
-        if param.name not in _DATA_ARGUMENTS and param.default is param.empty:
-            raise ValueError(
-                f"Expected every hyperparameter of loss '{name}' to have a default, but `{param.name}` has none"
-            )
-    return {key: p for key, p in params.items() if key not in _DATA_ARGUMENTS}
+    return check_factory("loss", name, factory, _DATA_ARGUMENTS)
 
 
 def register_loss(name: str, factory: FactoryT | None = None) -> FactoryT | Callable[[FactoryT], FactoryT]:
@@ -132,20 +121,11 @@ def build_loss(
     hyperparameters and a missing ``class_counts`` for a loss that needs it raise ``ValueError``.
     """
     factory = _factory(name)
-    known = _hyperparameters(name, factory)
-    unknown = sorted(set(hparams) - set(known))
-    if unknown:
-        raise ValueError(
-            f"Expected hyperparameters of loss '{name}' among {sorted(known)}, but got unknown {unknown}"
-        )
+    check_hyperparameters("loss", name, _hyperparameters(name, factory), hparams)
     if num_classes is not None:
         num_classes = check_positive_int("num_classes", num_classes)
     if class_counts is not None:
-        class_counts = check_class_counts(class_counts)
-        if num_classes is not None and len(class_counts) != num_classes:
-            raise ValueError(
-                f"Expected `class_counts` to have num_classes={num_classes} entries, but got {len(class_counts)}"
-            )
+        class_counts = check_class_counts(class_counts, num_classes=num_classes)
     params = inspect.signature(factory).parameters
     data = {"num_classes": num_classes, "class_counts": class_counts}
     for key in _DATA_ARGUMENTS:

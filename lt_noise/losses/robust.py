@@ -20,7 +20,7 @@ from torch import Tensor
 
 from lt_noise.losses._base import LabelProbabilityLoss, PerSampleLoss
 from lt_noise.losses._core import label_logit, log1m_softmax
-from lt_noise.losses._validation import check_flag, check_interval, check_positive_int
+from lt_noise.validation import check_flag, check_interval, check_positive_int
 from lt_noise.losses.registry import register_loss
 
 __all__ = ["AEL", "AGCE", "AUL", "GCE", "MAE", "NCE", "NFL", "NGCE", "NSL", "RCE", "SCE", "TCE"]
@@ -29,10 +29,6 @@ __all__ = ["AEL", "AGCE", "AUL", "GCE", "MAE", "NCE", "NFL", "NGCE", "NSL", "RCE
 # ALFs reference code clamps the one-hot label at 1e-4 instead, i.e. uses A = log(1e-4) ≈ -9.21;
 # pass A=math.log(1e-4) to reproduce their numbers exactly.
 DEFAULT_A = -4.0
-
-
-def _check_a_negative(A: float) -> float:
-    return check_interval("A", A, high=0.0)
 
 
 def _expected_label_probability(logits: Tensor, target: Tensor) -> Tensor:
@@ -79,7 +75,7 @@ class RCE(LabelProbabilityLoss):
 
     def __init__(self, A: float = DEFAULT_A) -> None:  # noqa: N803 - the paper's name
         super().__init__()
-        self.A = _check_a_negative(A)
+        self.A = check_interval("A", A, high=0.0)
 
     def _value(self, log_p: Tensor, log_q: Tensor) -> Tensor:
         return -self.A * log_q.exp()
@@ -148,7 +144,7 @@ class SCE(LabelProbabilityLoss):
         self.beta = check_interval("beta", beta, 0.0, low_closed=True)
         if self.alpha == 0.0 and self.beta == 0.0:
             raise ValueError("Expected arguments `alpha` and `beta` not both 0, but got alpha=0 and beta=0")
-        self.A = _check_a_negative(A)
+        self.A = check_interval("A", A, high=0.0)
 
     def _value(self, log_p: Tensor, log_q: Tensor) -> Tensor:
         return -self.alpha * log_p - self.beta * self.A * log_q.exp()

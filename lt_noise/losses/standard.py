@@ -12,7 +12,7 @@ from torch import Tensor
 
 from lt_noise.losses._base import LabelProbabilityLoss, PerSampleLoss
 from lt_noise.losses._core import class_mask
-from lt_noise.losses._validation import check_flag, check_interval
+from lt_noise.validation import check_flag, check_interval
 from lt_noise.losses.registry import register_loss
 
 __all__ = ["CrossEntropy", "FocalLoss", "MSE"]

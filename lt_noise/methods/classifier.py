@@ -40,12 +40,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lt_noise.data.datasets import sample_seed
-from lt_noise.data.modules.base import global_seed
+from lt_noise.distributed import all_reduce_
 from lt_noise.losses import build_loss
 from lt_noise.metrics import ClassificationMetrics
 from lt_noise.models import Network, build_backbone, build_head, last_block
 from lt_noise.optim import LRSchedule, OptimizerConfig
+from lt_noise.seeding import global_seed, sample_seed
+from lt_noise.validation import check_choice, check_class_counts, check_int
 
 __all__ = ["Classifier", "NonFiniteLossError"]
 
@@ -114,26 +115,19 @@ class Classifier(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"Expected argument `num_classes` >= 2, but got {num_classes}")
-        if class_counts is not None:
-            class_counts = [int(c) for c in class_counts]
-            if len(class_counts) != num_classes or min(class_counts) < 0:
-                raise ValueError(
-                    f"Expected `class_counts` to be {num_classes} non-negative counts, but got {class_counts}"
-                )
+        check_int("num_classes", num_classes, minimum=2)
+        # The linked counts, checked once here (docs/conventions.md: no empty class); the checked list
+        # goes on to the loss and the metrics.
+        counts = None if class_counts is None else check_class_counts(class_counts, num_classes=num_classes)
         if len(input_shape) != 3:
-            raise ValueError(f"Expected `input_shape` (C, H, W), but got {tuple(input_shape)}")
-        if init_parts not in ("net", "backbone"):
-            raise ValueError(f"Expected argument `init_parts` in ('net', 'backbone'), but got {init_parts!r}")
-        if freeze not in FREEZE_OPTIONS:
-            raise ValueError(f"Expected argument `freeze` in {FREEZE_OPTIONS}, but got {freeze!r}")
-        if on_nonfinite not in ("raise", "skip"):
-            raise ValueError(f"Expected argument `on_nonfinite` in ('raise', 'skip'), but got {on_nonfinite!r}")
+            raise ValueError(f"Expected argument `input_shape` (C, H, W), but got {tuple(input_shape)}")
+        check_choice("init_parts", init_parts, ("net", "backbone"))
+        check_choice("freeze", freeze, FREEZE_OPTIONS)
+        check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
         ignore = [name for name, value in (("backbone", backbone), ("head", head), ("loss", loss)) if isinstance(value, nn.Module)]
         self.save_hyperparameters(ignore=ignore)
         self.num_classes = num_classes
-        self.class_counts = class_counts
+        self.class_counts = None if counts is None else counts.tolist()
         self.input_shape = tuple(int(s) for s in input_shape)
         self.noise_rate = float(noise_rate)
         self.on_nonfinite = on_nonfinite
@@ -151,8 +145,8 @@ class Classifier(L.LightningModule):
         # Per-class weights of the reduction: all ones is the plain mean; the DRW schedule
         # (lt_noise.callbacks.DeferredReweighting) sets class-balanced weights from a given epoch.
         self.register_buffer("class_weights", torch.ones(num_classes))
-        self.val_metrics = ClassificationMetrics(num_classes, class_counts)
-        self.test_metrics = ClassificationMetrics(num_classes, class_counts)
+        self.val_metrics = ClassificationMetrics(num_classes, self.class_counts)
+        self.test_metrics = ClassificationMetrics(num_classes, self.class_counts)
         # One record per completed validation epoch (for best-epoch accuracy); kept in checkpoints.
         self.history: list[dict[str, float]] = []
         # The last computed evaluation report per stage, for figure callbacks.
@@ -300,9 +294,7 @@ class Classifier(L.LightningModule):
 
         Under DDP the verdict is all-reduced, so that every rank stops (or skips) together.
         """
-        finite = torch.isfinite(loss.detach()).all().to(torch.int32)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        finite = all_reduce_(torch.isfinite(loss.detach()).all().to(torch.int32), op=dist.ReduceOp.MIN)
         if bool(finite):
             return True
         message = (

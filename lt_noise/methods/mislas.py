@@ -38,7 +38,6 @@ Conventions, from the authors' public code (dvlab-research/MiSLAS: ``methods.py`
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -49,6 +48,7 @@ from torch import Tensor, nn
 
 from lt_noise.losses import PerSampleLoss
 from lt_noise.methods.classifier import Classifier
+from lt_noise.validation import check_choice, check_class_counts, check_flag, check_interval, check_positive
 
 __all__ = [
     "LAS_NAME",
@@ -72,12 +72,6 @@ DEFAULT_SMOOTH_TAIL = 0.1
 DEFAULT_LR_FACTOR = 0.2
 
 
-def _check_unit_interval(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"Expected argument `{name}` in [0, 1], but got {value!r}")
-    return float(value)
-
-
 def label_aware_smoothing_factors(
     class_counts: Sequence[int] | np.ndarray | Tensor,
     smooth_head: float = DEFAULT_SMOOTH_HEAD,
@@ -92,16 +86,12 @@ def label_aware_smoothing_factors(
     ``linear``: ``ε_K + (ε_1 - ε_K) r``; ``convex``: ``ε_1 + (ε_1 - ε_K) sin(3π/2 + π r / 2)``;
     ``exp``: ``ε_K + (ε_1 - ε_K) r^power``. ``ε_1 = smooth_head``, ``ε_K = smooth_tail``, both in [0, 1].
     """
-    counts = class_counts.detach().cpu().numpy() if isinstance(class_counts, Tensor) else np.asarray(class_counts)
-    if counts.ndim != 1 or counts.size < 2 or not np.issubdtype(counts.dtype, np.number) or (counts < 0).any():
-        raise ValueError(f"Expected `class_counts` to be >= 2 non-negative counts, but got {counts.tolist()}")
-    head = _check_unit_interval("smooth_head", smooth_head)
-    tail = _check_unit_interval("smooth_tail", smooth_tail)
-    if shape not in SMOOTHING_SHAPES:
-        raise ValueError(f"Expected argument `shape` in {SMOOTHING_SHAPES}, but got {shape!r}")
+    counts = check_class_counts(class_counts).numpy()
+    head = check_interval("smooth_head", smooth_head, 0.0, 1.0, low_closed=True, high_closed=True)
+    tail = check_interval("smooth_tail", smooth_tail, 0.0, 1.0, low_closed=True, high_closed=True)
+    check_choice("shape", shape, SMOOTHING_SHAPES)
     if shape == "exp":
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not power > 0:
-            raise ValueError(f"Expected argument `power` > 0 with shape 'exp', but got {power!r}")
+        check_interval("power", power, 0.0)
     elif power is not None:
         raise ValueError(f"Expected argument `power` only with shape 'exp', but got power={power!r} with shape {shape!r}")
     counts = counts.astype(np.float64)
@@ -183,12 +173,6 @@ class WeightScaledHead(nn.Module):
         return self.lws(self.classifier(features))
 
 
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Expected argument `{name}` to be a finite number > 0, but got {value!r}")
-    return float(value)
-
-
 class MiSLAS(Classifier):
     """MiSLAS's classifier-learning stage (stage 2; see the module docstring) on a frozen stage-1 backbone.
 
@@ -226,11 +210,9 @@ class MiSLAS(Classifier):
             raise ValueError(
                 f"Expected `init_parts` 'backbone' for MiSLAS (the head is initialised by `init_head`), but got {init_parts!r}"
             )
-        if init_head not in ("stage1", "fresh"):
-            raise ValueError(f"Expected argument `init_head` in ('stage1', 'fresh'), but got {init_head!r}")
-        if not isinstance(shift_bn, bool):
-            raise ValueError(f"Expected argument `shift_bn` to be a bool, but got {shift_bn!r}")
-        lr_factor = _check_positive("lr_factor", lr_factor)
+        check_choice("init_head", init_head, ("stage1", "fresh"))
+        check_flag("shift_bn", shift_bn)
+        lr_factor = check_positive("lr_factor", lr_factor)
         if kwargs.get("init_from") is None:
             warnings.warn(
                 "MiSLAS without `init_from` re-trains the classifier on a randomly initialised backbone; give the "

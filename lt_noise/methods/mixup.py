@@ -39,8 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lt_noise.data.datasets import sample_seed
 from lt_noise.methods.classifier import Classifier
+from lt_noise.seeding import sample_seed
+from lt_noise.validation import check_choice, check_interval
 
 __all__ = ["MIXUP_SCOPES", "MixupClassifier", "check_mixup_alpha", "draw_mixup", "mixup_partners"]
 
@@ -51,10 +52,8 @@ _MIXUP_STREAM = 0x3A1C
 
 
 def check_mixup_alpha(alpha: Any) -> float:
-    """``alpha`` as a float, or a ValueError unless it is a finite number >= 0."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"Expected argument `mixup_alpha` to be a finite number >= 0 (0 = no mixup), but got {alpha!r}")
-    return float(alpha)
+    """``alpha`` as a float, or a ValueError unless it is a finite number >= 0 (0 = no mixup)."""
+    return check_interval("mixup_alpha", alpha, 0.0, math.inf, low_closed=True)
 
 
 def draw_mixup(alpha: float, size: int, seed: int) -> tuple[float, np.ndarray]:
@@ -102,8 +101,7 @@ class MixupClassifier(Classifier):
     def __init__(self, *, mixup_alpha: float = 0.0, mixup_scope: Literal["global", "local"] = "global", **kwargs: Any) -> None:
         # Every other keyword goes to Classifier, whose keyword-only signature rejects misspelled ones.
         alpha = check_mixup_alpha(mixup_alpha)
-        if mixup_scope not in MIXUP_SCOPES:
-            raise ValueError(f"Expected argument `mixup_scope` in {MIXUP_SCOPES}, but got {mixup_scope!r}")
+        check_choice("mixup_scope", mixup_scope, MIXUP_SCOPES)
         super().__init__(**kwargs)
         self.mixup_alpha = alpha
         self.mixup_scope = mixup_scope

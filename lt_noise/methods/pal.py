@@ -40,7 +40,6 @@ loads a file written by :func:`lt_noise.prototypes.save_prototypes` instead (its
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from torch import Tensor
@@ -48,6 +47,7 @@ from torch import Tensor
 from lt_noise.losses import LDAM, ActivePassive
 from lt_noise.methods.mixup import MixupClassifier
 from lt_noise.prototypes import PAPER_STEPS
+from lt_noise.validation import check_choice, check_interval, check_positive
 
 __all__ = ["AUTO", "FNPAL", "NOISE_AWARE", "PAL", "noise_aware_scale"]
 
@@ -65,9 +65,8 @@ NOISE_AWARE_EPSILON = 0.05
 
 def noise_aware_scale(noise_rate: float) -> float:
     """FNPAL's noise-aware scale ``s = 0.25 / (0.05 + η)`` (PAL paper, Section 5.2), for ``η`` in [0, 1)."""
-    if isinstance(noise_rate, bool) or not isinstance(noise_rate, (int, float)) or not 0.0 <= noise_rate < 1.0:
-        raise ValueError(f"Expected the noise rate `noise_rate` in [0, 1) for the noise-aware scale, but got {noise_rate!r}")
-    return NOISE_AWARE_NUMERATOR / (NOISE_AWARE_EPSILON + float(noise_rate))
+    noise_rate = check_interval("noise_rate", noise_rate, 0.0, 1.0, low_closed=True)
+    return NOISE_AWARE_NUMERATOR / (NOISE_AWARE_EPSILON + noise_rate)
 
 
 def _is_ldam(loss: Any) -> bool:
@@ -148,6 +147,7 @@ class PAL(MixupClassifier):
         return super().default_callbacks() + [PrototypeDiagnostics()]
 
 
+
 class FNPAL(PAL):
     """Feature-normalised prototype-anchored learning: logits ``s W^T z / ||z||`` (module docstring).
 
@@ -176,12 +176,10 @@ class FNPAL(PAL):
         noise_rate: float | None = None,
         **kwargs: Any,
     ) -> None:
-        if scale not in (AUTO, NOISE_AWARE) and (
-            isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0
-        ):
-            raise ValueError(
-                f"Expected argument `scale` to be a finite number > 0, {AUTO!r} or {NOISE_AWARE!r}, but got {scale!r}"
-            )
+        if isinstance(scale, str):
+            check_choice("scale", scale, (AUTO, NOISE_AWARE))
+        else:
+            check_positive("scale", scale)
         # The anchored head is built with scale 1 and gets the resolved s below: the rule depends on the
         # loss module, which the parent constructor builds.
         super().__init__(noise_rate=0.0 if noise_rate is None else noise_rate, **kwargs)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -17,6 +16,7 @@ from torch import nn
 
 from lt_noise.models.registry import register_head
 from lt_noise.prototypes import METHODS, PAPER_STEPS, generate_prototypes, load_prototypes
+from lt_noise.validation import check_choice, check_flag, check_positive
 
 __all__ = ["AnchoredHead", "CosineHead", "LinearHead"]
 
@@ -34,8 +34,7 @@ class LinearHead(nn.Linear):
 class CosineHead(nn.Module):
     def __init__(self, feature_dim: int, num_classes: int, scale: float = 1.0) -> None:
         super().__init__()
-        if not scale > 0:
-            raise ValueError(f"Expected argument `scale` > 0, but got {scale}")
+        check_positive("scale", scale)
         self.weight = nn.Parameter(torch.empty(num_classes, feature_dim))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.scale = scale
@@ -89,12 +88,9 @@ class AnchoredHead(nn.Module):
         prototypes_path: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(normalize, bool):
-            raise ValueError(f"Expected argument `normalize` to be a bool, but got {normalize!r}")
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"Expected argument `scale` to be a finite number > 0, but got {scale!r}")
-        if method not in METHODS:
-            raise ValueError(f"Expected argument `method` in {METHODS}, but got {method!r}")
+        check_flag("normalize", normalize)
+        check_positive("scale", scale)
+        check_choice("method", method, METHODS)
         if prototypes_path is not None:
             prototypes = load_prototypes(prototypes_path, num_classes=num_classes, dim=feature_dim)
             self.source = f"file {os.fspath(prototypes_path)}"

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lt_noise.data.sampling import RANK_BINS
+from lt_noise.validation import check_choice, check_flag, check_index_tensor, check_positive_int
 
 __all__ = [
     "HIDDEN_DIM",
@@ -60,47 +61,6 @@ LABEL_CORRECTOR_BIAS = 3.98
 MARGIN_BIAS = 1.0
 # "mlp": the paper's meta-net; "vector": Table 4 "V", directly learned tables.
 MODES = ("mlp", "vector")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Validation helpers.
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected argument `{name}` to be an integer >= 1, but got {value!r}")
-    return value
-
-
-def _check_mode(mode: object) -> str:
-    if mode not in MODES:
-        raise ValueError(f"Expected argument `mode` in {MODES}, but got {mode!r}")
-    return mode  # type: ignore[return-value]
-
-
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"Expected argument `{name}` to be a bool, but got {value!r}")
-    return value
-
-
-def _check_index_tensor(name: str, tensor: object, upper: int, *, length: int | None = None) -> Tensor:
-    if not isinstance(tensor, Tensor):
-        raise ValueError(f"Expected argument `{name}` to be a torch.Tensor, but got {type(tensor).__name__}")
-    if tensor.ndim != 1:
-        raise ValueError(f"Expected argument `{name}` to be 1-D (B,), but got shape {tuple(tensor.shape)}")
-    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
-        raise ValueError(f"Expected argument `{name}` to hold integers, but got dtype {tensor.dtype}")
-    if length is not None and tensor.shape[0] != length:
-        raise ValueError(f"Expected argument `{name}` to have length {length}, but got {tensor.shape[0]}")
-    # One device sync: an out-of-range index would otherwise be a device-side assert on CUDA.
-    if tensor.numel() and bool(((tensor < 0) | (tensor >= upper)).any()):
-        bad = tensor[(tensor < 0) | (tensor >= upper)]
-        raise ValueError(
-            f"Expected argument `{name}` in [0, {upper - 1}], but got {bad.numel()} value(s) out of range, "
-            f"e.g. {int(bad[0])}"
-        )
-    return tensor
 
 
 def _three_layer_mlp(hidden: int, out_features: int, final_bias: float) -> nn.Sequential:
@@ -193,11 +153,11 @@ class LabelCorrector(nn.Module):
     def __init__(self, num_classes: int, *, bins: int = RANK_BINS, hidden: int = HIDDEN_DIM, mode: str = "mlp",
                  classwise: bool = True) -> None:
         super().__init__()
-        self.num_classes = _check_positive_int("num_classes", num_classes)
-        self.num_bins = _check_positive_int("bins", bins)
-        self.hidden = _check_positive_int("hidden", hidden)
-        self.mode = _check_mode(mode)
-        self.classwise = _check_flag("classwise", classwise)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.num_bins = check_positive_int("bins", bins)
+        self.hidden = check_positive_int("hidden", hidden)
+        self.mode = check_choice("mode", mode, MODES)
+        self.classwise = check_flag("classwise", classwise)
         outputs = num_classes if classwise else 1
         if mode == "mlp":
             self.bin_embedding = nn.Embedding(bins, hidden)
@@ -224,8 +184,8 @@ class LabelCorrector(nn.Module):
         Returns:
             (B,) weights in [0, 1].
         """
-        bins = _check_index_tensor("bins", bins, self.num_bins)
-        labels = _check_index_tensor("labels", labels, self.num_classes, length=bins.shape[0])
+        bins = check_index_tensor("bins", bins, self.num_bins)
+        labels = check_index_tensor("labels", labels, self.num_classes, length=bins.shape[0])
         # The MLP runs on the R bin embeddings once, not on the B samples: same values and gradients.
         return self.table()[bins, labels]
 
@@ -246,9 +206,9 @@ class MarginGenerator(nn.Module):
 
     def __init__(self, num_classes: int, *, hidden: int = HIDDEN_DIM, mode: str = "mlp") -> None:
         super().__init__()
-        self.num_classes = _check_positive_int("num_classes", num_classes)
-        self.hidden = _check_positive_int("hidden", hidden)
-        self.mode = _check_mode(mode)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.hidden = check_positive_int("hidden", hidden)
+        self.mode = check_choice("mode", mode, MODES)
         if mode == "mlp":
             self.input = nn.Parameter(torch.empty(1, hidden))
             nn.init.xavier_uniform_(self.input)
@@ -286,10 +246,10 @@ class MetaNet(nn.Module):
     def __init__(self, num_classes: int, *, bins: int = RANK_BINS, hidden: int = HIDDEN_DIM, mode: str = "mlp",
                  classwise: bool = True, use_corrector: bool = True, use_margin: bool = True) -> None:
         super().__init__()
-        self.num_classes = _check_positive_int("num_classes", num_classes)
-        self.num_bins = _check_positive_int("bins", bins)
-        use_corrector = _check_flag("use_corrector", use_corrector)
-        use_margin = _check_flag("use_margin", use_margin)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.num_bins = check_positive_int("bins", bins)
+        use_corrector = check_flag("use_corrector", use_corrector)
+        use_margin = check_flag("use_margin", use_margin)
         if not (use_corrector or use_margin):
             raise ValueError(
                 "Expected at least one of `use_corrector` / `use_margin` to be True, but got both False "
@@ -314,7 +274,7 @@ class MetaNet(nn.Module):
     def label_weights(self, bins: Tensor, labels: Tensor) -> Tensor:
         """g(r|y), shape (B,); all ones without the label corrector."""
         if self.corrector is None:
-            labels = _check_index_tensor("labels", labels, self.num_classes)
+            labels = check_index_tensor("labels", labels, self.num_classes)
             return self._zeros.new_ones(labels.shape[0])
         return self.corrector(bins, labels)
 
@@ -326,7 +286,7 @@ class MetaNet(nn.Module):
 
     def corrected_targets(self, bins: Tensor, labels: Tensor, y_pred: Tensor) -> Tensor:
         """y* of eq. 3, shape (B, K), in ``y_pred``'s dtype; the one-hot labels without the corrector."""
-        labels = _check_index_tensor("labels", labels, self.num_classes)
+        labels = check_index_tensor("labels", labels, self.num_classes)
         onehot = F.one_hot(labels, self.num_classes).to(y_pred.dtype)
         if self.corrector is None:
             if y_pred.shape != onehot.shape:

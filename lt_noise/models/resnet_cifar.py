@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lt_noise.models.registry import register_backbone
+from lt_noise.validation import check_positive_int
 
 __all__ = ["CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 
@@ -51,8 +52,7 @@ class CifarResNet(nn.Module):
 
     def __init__(self, blocks_per_stage: int, in_channels: int = 3) -> None:
         super().__init__()
-        if blocks_per_stage < 1:
-            raise ValueError(f"Expected argument `blocks_per_stage` >= 1, but got {blocks_per_stage}")
+        check_positive_int("blocks_per_stage", blocks_per_stage)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, WIDTHS[0], 3, padding=1, bias=False), nn.BatchNorm2d(WIDTHS[0]), nn.ReLU(inplace=True)
         )

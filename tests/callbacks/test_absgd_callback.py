@@ -73,7 +73,7 @@ def test_state_round_trips_and_arguments_are_checked():
     other.load_state_dict(callback.state_dict())
     assert other.epochs == [0, 1] and other.mean_weights[0] == [1.0, 1.0] and np.isnan(other.mean_weights[1][1])
     for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="`every_n_epochs` to be an int >= 1"):
+        with pytest.raises(ValueError, match="`every_n_epochs` to be an integer >= 1"):
             AttentionalWeightFigures(every_n_epochs=bad)
 
 

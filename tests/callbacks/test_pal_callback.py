@@ -110,7 +110,7 @@ def test_state_round_trip_and_bad_arguments():
     other.load_state_dict(callback.state_dict())
     assert other.epochs == [0, 1] and other.min_angles == [80.0, 95.5]
     for kwargs in ({"every_n_epochs": 0}, {"bins": 0}, {"bins": 2.5}):
-        with pytest.raises(ValueError, match="int >= 1"):
+        with pytest.raises(ValueError, match="integer >= 1"):
             PrototypeDiagnostics(**kwargs)
 
 

@@ -356,7 +356,7 @@ def test_non_finite_losses_rejected_with_indices(bad):
 
 
 def test_out_of_range_label_message_names_value():
-    with pytest.raises(ValueError, match=r"`labels` in \[0, 2\].*e\.g\. 7"):
+    with pytest.raises(ValueError, match=r"`labels` to hold class indices in \[0, 3\).*e\.g\. 7"):
         loss_rank_bins(np.zeros(3), np.array([0, 7, 1]), 3, 2)
 
 

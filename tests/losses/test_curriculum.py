@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from support.distributed import run_on_ranks
 from support.loss_reference import np_softmax
 
 from lt_noise.losses import (
@@ -122,7 +123,7 @@ def test_expected_initial_margin_matches_simulation(num_classes):
 
 
 def test_expected_initial_margin_errors():
-    with pytest.raises(ValueError, match="Expected argument `num_classes` >= 2, but got 1"):
+    with pytest.raises(ValueError, match="Expected argument `num_classes` to be an integer >= 2, but got 1"):
         expected_initial_margin(1)
     with pytest.raises(ValueError, match=r"Expected argument `sigma` in \(0, inf\), but got 0"):
         expected_initial_margin(10, sigma=0.0)
@@ -260,27 +261,19 @@ def test_measure_state_is_reset_by_loading_an_unmeasured_checkpoint(case):
     )
 
 
-def _measure_on_rank(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        gen = torch.Generator().manual_seed(0)
-        logits = torch.randn(12, 10, generator=gen, dtype=torch.float64)
-        target = torch.randint(0, 10, (12,), generator=gen)
-        rw = Reweighted(MAE(), mode="scale", tau=2.0, expected_margin="measure")
-        rw(logits[rank::world_size], target[rank::world_size])  # each rank sees its shard
-        with open(f"{out_dir}/rank{rank}.txt", "w") as fh:
-            fh.write(repr(float(rw.margin_estimate(10))))
-    finally:
-        dist.destroy_process_group()
+def _measure_on_rank(rank: int, world_size: int, out_dir: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 10, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 10, (12,), generator=gen)
+    rw = Reweighted(MAE(), mode="scale", tau=2.0, expected_margin="measure")
+    rw(logits[rank::world_size], target[rank::world_size])  # each rank sees its shard
+    with open(f"{out_dir}/rank{rank}.txt", "w") as fh:
+        fh.write(repr(float(rw.margin_estimate(10))))
 
 
 @pytest.mark.ddp
 def test_measure_uses_the_global_mean_under_ddp(tmp_path):
-    torch.multiprocessing.spawn(
-        _measure_on_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
-    )
+    run_on_ranks(_measure_on_rank, str(tmp_path))
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(12, 10, generator=gen, dtype=torch.float64)
     target = torch.randint(0, 10, (12,), generator=gen)
@@ -316,7 +309,7 @@ def test_reweighted_is_finite_for_large_logits_under_autocast(make, mode):
         (lambda: Reweighted(MAE(), expected_margin="measure"), "to be None without a `mode`"),
         (lambda: Reweighted(MAE(), mode="scale", tau=2.0, expected_margin="eq4"), "None, a number or 'measure', but got 'eq4'"),
         (lambda: Reweighted(MAE(), mode="scale", tau=2.0, expected_margin=0.0), "non-zero, but got 0"),
-        (lambda: Reweighted(MAE(), mode="scale", tau=2.0, measure_batches=0), "`measure_batches` to be a positive integer"),
+        (lambda: Reweighted(MAE(), mode="scale", tau=2.0, measure_batches=0), "`measure_batches` to be an integer >= 1"),
     ],
 )
 def test_reweighted_errors(make, match):

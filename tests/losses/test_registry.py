@@ -174,7 +174,7 @@ def test_missing_class_counts(name):
 
 
 def test_class_counts_must_agree_with_num_classes():
-    with pytest.raises(ValueError, match="Expected `class_counts` to have num_classes=3 entries, but got 2"):
+    with pytest.raises(ValueError, match="Expected argument `class_counts` to have num_classes=3 entries, but got 2"):
         build_loss("ldam", num_classes=3, class_counts=[10, 5])
     with pytest.raises(ValueError, match="positive integers, but got 0"):
         build_loss("balanced_softmax", class_counts=[10, 0])

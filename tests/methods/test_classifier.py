@@ -232,3 +232,14 @@ def test_frozen_parts_keep_their_weights_and_batch_norm_statistics(fm_root, tmp_
             continue
         should_change = any(name.startswith(p) for p in trained_prefixes)
         assert torch.equal(value, before[name]) != should_change, f"{name}: changed={not torch.equal(value, before[name])}"
+
+
+def test_class_counts_are_checked_once_at_the_entry_and_an_empty_class_is_an_error():
+    options = dict(num_classes=3, input_shape=(1, 28, 28), backbone="mlp")
+    with pytest.raises(ValueError, match="positive integers, but got 0 at index 2 .an empty class"):
+        Classifier(class_counts=[5, 4, 0], **options)  # whatever the loss: docs/conventions.md
+    with pytest.raises(ValueError, match="`class_counts` to have num_classes=3 entries, but got 2"):
+        Classifier(class_counts=[5, 4], **options)
+    model = Classifier(class_counts=np.array([5, 4, 3]), loss="ldam", head="cosine", **options)
+    assert model.class_counts == [5, 4, 3] and all(type(c) is int for c in model.class_counts)
+    assert model.loss_fn.class_counts.tolist() == [5, 4, 3] and model.val_metrics.class_counts == [5, 4, 3]

@@ -202,7 +202,7 @@ def test_prototypes_from_a_file_and_clear_errors(tmp_path):
         _model(head_args={"scale": 2.0})
     with pytest.raises(ValueError, match="noise_rate"):
         _model(FNPAL)  # noise-aware scale without a noise rate
-    with pytest.raises(ValueError, match=r"noise rate .* in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"`noise_rate` in \[0, 1\)"):
         _model(FNPAL, noise_rate=1.2)
     with pytest.raises(ValueError, match="scale"):
         _model(FNPAL, scale=-1.0)

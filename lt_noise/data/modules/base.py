@@ -18,7 +18,7 @@ Arrays for diagnostics only (no method may read them): ``clean_targets`` and ``i
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,8 @@ from lt_noise.data import noise as noise_lib
 from lt_noise.data.datasets import IndexedDataset
 from lt_noise.data.loaders import SAMPLINGS, ClassAwareSampler, make_loader
 from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_train_transform
+from lt_noise.seeding import global_seed  # re-exported: its historical home
+from lt_noise.validation import check_choice, check_int, check_interval
 
 __all__ = ["DatasetNotFoundError", "LTNoiseDataModule", "Split", "global_seed"]
 
@@ -57,13 +59,6 @@ class Split:
 
     images: Sequence[Any]
     labels: np.ndarray
-
-
-def global_seed(seed: int | None) -> int:
-    """``seed``, or the seed given to ``seed_everything`` (``PL_GLOBAL_SEED``) when None, else 0."""
-    if seed is not None:
-        return int(seed)
-    return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 class LTNoiseDataModule(L.LightningDataModule):
@@ -142,29 +137,19 @@ class LTNoiseDataModule(L.LightningDataModule):
         max_train_per_class: int | None = None,
     ) -> None:
         super().__init__()
-        if imbalance not in IMBALANCE_KINDS:
-            raise ValueError(f"Expected argument `imbalance` in {IMBALANCE_KINDS}, but got {imbalance!r}")
-        if not imbalance_ratio >= 1.0:
-            raise ValueError(f"Expected argument `imbalance_ratio` >= 1, but got {imbalance_ratio}")
-        if noise not in noise_lib.NOISE_KINDS:
-            raise ValueError(f"Expected argument `noise` in {noise_lib.NOISE_KINDS}, but got {noise!r}")
-        if not 0.0 <= noise_rate < 1.0:
-            raise ValueError(f"Expected argument `noise_rate` in [0, 1), but got {noise_rate}")
+        check_choice("imbalance", imbalance, IMBALANCE_KINDS)
+        check_interval("imbalance_ratio", imbalance_ratio, 1.0, math.inf, low_closed=True)
+        check_choice("noise", noise, noise_lib.NOISE_KINDS)
+        check_interval("noise_rate", noise_rate, 0.0, 1.0, low_closed=True)
         if noise == "none" and noise_rate != 0.0:
-            raise ValueError(f"Expected `noise_rate` 0 with noise 'none', but got {noise_rate} (set `noise`)")
-        if augment is not None and augment not in AUGMENTATIONS:
-            raise ValueError(f"Expected argument `augment` in {AUGMENTATIONS} or None, but got {augment!r}")
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"Expected argument `val_fraction` in [0, 1), but got {val_fraction}")
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
-            if value < 1:
-                raise ValueError(f"Expected argument `{name}` >= 1, but got {value}")
-        if num_workers < 0:
-            raise ValueError(f"Expected argument `num_workers` >= 0, but got {num_workers}")
-        if max_train_per_class is not None and max_train_per_class < 1:
-            raise ValueError(f"Expected argument `max_train_per_class` >= 1 or None, but got {max_train_per_class}")
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"Expected argument `sampling` in {SAMPLINGS}, but got {sampling!r}")
+            raise ValueError(f"Expected argument `noise_rate` 0 with noise 'none', but got {noise_rate} (set `noise`)")
+        check_choice("augment", augment, (*AUGMENTATIONS, None))
+        check_interval("val_fraction", val_fraction, 0.0, 1.0, low_closed=True)
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("eval_batch_size", eval_batch_size, minimum=1, optional=True)
+        check_int("num_workers", num_workers, minimum=0)
+        check_int("max_train_per_class", max_train_per_class, minimum=1, optional=True)
+        check_choice("sampling", sampling, SAMPLINGS)
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size

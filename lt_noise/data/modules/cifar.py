@@ -24,6 +24,7 @@ import numpy as np
 
 from lt_noise.data.modules.base import DatasetNotFoundError, LTNoiseDataModule, Split
 from lt_noise.data.modules.cifar_n import HUMAN_LABEL_SETS, SOURCE, find_human_labels_file, load_human_labels
+from lt_noise.validation import check_choice
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "read_cifar_batch"]
 
@@ -65,8 +66,7 @@ class _CIFARDataModule(LTNoiseDataModule):
         # Every other keyword goes to LTNoiseDataModule, whose signature rejects misspelled ones.
         super().__init__(root, **kwargs)
         sets = tuple(HUMAN_LABEL_SETS[self.cifar_n])
-        if human_labels is not None and human_labels not in sets:
-            raise ValueError(f"Expected argument `human_labels` in {sets} or None, but got {human_labels!r}")
+        check_choice("human_labels", human_labels, (*sets, None))
         if human_labels is not None and self.noise != "none":
             raise ValueError(f"Expected `noise: none` with human labels, but got noise={self.noise!r}")
         self.human_labels = human_labels

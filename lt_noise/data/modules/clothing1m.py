@@ -28,6 +28,7 @@ import numpy as np
 from lt_noise.data.files import PathTable, join_labels
 from lt_noise.data.modules.base import Split
 from lt_noise.data.modules.file_base import ImageNetStyleDataModule
+from lt_noise.validation import check_choice
 
 __all__ = ["Clothing1MDataModule"]
 
@@ -89,8 +90,7 @@ class Clothing1MDataModule(ImageNetStyleDataModule):
     )
 
     def __init__(self, root: str = "data", *, train_set: str = "noisy", **kwargs) -> None:
-        if train_set not in TRAIN_SETS:
-            raise ValueError(f"Expected argument `train_set` in {TRAIN_SETS}, but got {train_set!r}")
+        check_choice("train_set", train_set, TRAIN_SETS)
         super().__init__(root, **kwargs)
         self.train_set = train_set
         self._kv: dict[str, tuple[Path, PathTable, np.ndarray]] = {}

@@ -23,6 +23,7 @@ import numpy as np
 
 from lt_noise.data.files import ImageFiles, PathTable, read_path_list
 from lt_noise.data.modules.base import DatasetNotFoundError, LTNoiseDataModule, Split
+from lt_noise.validation import check_positive_int
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFileDataModule", "ImageNetStyleDataModule"]
 
@@ -121,8 +122,7 @@ class ImageNetStyleDataModule(ImageFileDataModule):
     eval_resize_crop = True
 
     def __init__(self, root: str = "data", *, image_size: int = IMAGENET_SIZE, **kwargs) -> None:
-        if image_size < 1:
-            raise ValueError(f"Expected argument `image_size` >= 1, but got {image_size}")
+        check_positive_int("image_size", image_size)
         super().__init__(root, **kwargs)
         self._image_size = int(image_size)
 

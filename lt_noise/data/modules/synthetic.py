@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lt_noise.data.modules.base import LTNoiseDataModule, Split
+from lt_noise.validation import check_int
 
 __all__ = ["SyntheticDataModule"]
 
@@ -53,8 +54,7 @@ class SyntheticDataModule(LTNoiseDataModule):
         test_size: int = 1000,
         **kwargs,
     ) -> None:
-        if num_classes < 2:
-            raise ValueError(f"Expected argument `num_classes` >= 2, but got {num_classes}")
+        check_int("num_classes", num_classes, minimum=2)
         if len(image_shape) != 3 or min(image_shape) < 1:
             raise ValueError(f"Expected `image_shape` (C, H, W) of positive sizes, but got {tuple(image_shape)}")
         if min(train_size, test_size) < num_classes:

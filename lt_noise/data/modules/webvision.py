@@ -28,6 +28,7 @@ import numpy as np
 from lt_noise.data.files import PathTable
 from lt_noise.data.modules.base import Split
 from lt_noise.data.modules.file_base import ImageNetStyleDataModule
+from lt_noise.validation import check_choice
 
 __all__ = ["MiniWebVisionDataModule"]
 
@@ -91,8 +92,7 @@ class MiniWebVisionDataModule(ImageNetStyleDataModule):
     ) -> None:
         if not 2 <= num_classes <= WEBVISION_CLASSES:
             raise ValueError(f"Expected argument `num_classes` in [2, {WEBVISION_CLASSES}], but got {num_classes}")
-        if eval_on not in EVAL_SETS:
-            raise ValueError(f"Expected argument `eval_on` in {EVAL_SETS}, but got {eval_on!r}")
+        check_choice("eval_on", eval_on, EVAL_SETS)
         super().__init__(root, **kwargs)
         self._num_classes = int(num_classes)
         self.eval_on = eval_on
