@@ -4,37 +4,54 @@ A backbone factory takes ``(in_channels, image_size, **hparams)`` and returns an
 forward maps images (B, C, H, W) to features (B, D) and that has an int attribute ``feature_dim`` = D.
 A head factory takes ``(feature_dim, num_classes, **hparams)`` and returns a module mapping features
 (B, D) to logits (B, K).
+
+As strict as the loss registry (:mod:`lt_noise.losses.registry`): a factory's hyperparameters are named
+parameters with defaults (no ``*args``/``**kwargs``, so that a misspelt one cannot be swallowed), and an
+unknown name or hyperparameter is a ``ValueError`` that lists the valid ones. Backbones of torchvision's
+model zoo are named ``"torchvision/<model name>"`` (hyperparameter: ``weights``).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
+
+from lt_noise.validation import check_factory, check_hyperparameters
 
 __all__ = [
     "BACKBONES",
     "HEADS",
     "available_backbones",
     "available_heads",
+    "backbone_hyperparameters",
     "build_backbone",
     "build_head",
+    "head_hyperparameters",
     "register_backbone",
     "register_head",
 ]
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {}
-HEADS: dict[str, Callable[..., nn.Module]] = {}
+Factory = Callable[..., nn.Module]
+
+BACKBONES: dict[str, Factory] = {}
+HEADS: dict[str, Factory] = {}
 # Backbones of torchvision's model zoo are named "torchvision/<model name>".
 TORCHVISION_PREFIX = "torchvision/"
+# The facts about the data and the network that the builders pass to every factory.
+_BACKBONE_ARGUMENTS = ("in_channels", "image_size")
+_HEAD_ARGUMENTS = ("feature_dim", "num_classes")
 
 
-def _register(table: dict[str, Callable[..., nn.Module]], kind: str, name: str):
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+def _register(table: dict[str, Factory], kind: str, name: str, given: tuple[str, ...]):
+    if not isinstance(name, str) or not name or name.startswith(TORCHVISION_PREFIX):
+        raise ValueError(f"Expected a non-empty {kind} name not starting with {TORCHVISION_PREFIX!r}, but got {name!r}")
+
+    def decorator(factory: Factory) -> Factory:
         if name in table:
-            raise ValueError(f"A {kind} named {name!r} is already registered")
+            raise ValueError(f"Expected a new {kind} name, but '{name}' is already registered to {table[name]!r}")
+        check_factory(kind, name, factory, given, required=True)
         table[name] = factory
         return factory
 
@@ -43,12 +60,12 @@ def _register(table: dict[str, Callable[..., nn.Module]], kind: str, name: str):
 
 def register_backbone(name: str):
     """Register a backbone factory ``f(in_channels, image_size, **hparams)`` under ``name``."""
-    return _register(BACKBONES, "backbone", name)
+    return _register(BACKBONES, "backbone", name, _BACKBONE_ARGUMENTS)
 
 
 def register_head(name: str):
     """Register a head factory ``f(feature_dim, num_classes, **hparams)`` under ``name``."""
-    return _register(HEADS, "head", name)
+    return _register(HEADS, "head", name, _HEAD_ARGUMENTS)
 
 
 def available_backbones() -> list[str]:
@@ -59,37 +76,48 @@ def available_heads() -> list[str]:
     return sorted(HEADS)
 
 
-def check_hparams(kind: str, name: str, factory: Callable[..., Any], hparams: dict[str, Any], given: tuple[str, ...]) -> None:
-    """Reject hyperparameters the factory does not take, listing those it does (no silent swallowing)."""
-    params = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [p for p in params if p not in given]
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise ValueError(f"Unknown hyperparameter(s) {unknown} for {kind} {name!r}; expected some of {valid}")
+def _backbone_factory(name: str) -> tuple[Factory, tuple[str, ...]]:
+    if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
+        from lt_noise.models.torchvision_zoo import torchvision_backbone  # torchvision's zoo only when asked
+
+        return torchvision_backbone, ("name", "in_channels")
+    if name not in BACKBONES:
+        raise ValueError(f"Expected a backbone in {available_backbones()}, but got {name!r}")
+    return BACKBONES[name], _BACKBONE_ARGUMENTS
+
+
+def _head_factory(name: str) -> Factory:
+    if name not in HEADS:
+        raise ValueError(f"Expected a head in {available_heads()}, but got {name!r}")
+    return HEADS[name]
+
+
+def backbone_hyperparameters(name: str) -> dict[str, Any]:
+    """The hyperparameters of backbone ``name`` with their defaults (``in_channels``/``image_size`` excluded)."""
+    factory, given = _backbone_factory(name)
+    return {key: p.default for key, p in check_factory("backbone", name, factory, given, required=True).items()}
+
+
+def head_hyperparameters(name: str) -> dict[str, Any]:
+    """The hyperparameters of head ``name`` with their defaults (``feature_dim``/``num_classes`` excluded)."""
+    return {key: p.default for key, p in check_factory("head", name, _head_factory(name), _HEAD_ARGUMENTS, required=True).items()}
 
 
 def build_backbone(name: str, *, in_channels: int, image_size: int, **hparams: Any) -> nn.Module:
     """Build a registered backbone, or a torchvision one by ``"torchvision/<name>"``."""
+    factory, given = _backbone_factory(name)
+    check_hyperparameters("backbone", name, check_factory("backbone", name, factory, given, required=True), hparams)
     if name.startswith(TORCHVISION_PREFIX):
-        from lt_noise.models.torchvision_zoo import torchvision_backbone
-
-        return torchvision_backbone(name[len(TORCHVISION_PREFIX) :], in_channels=in_channels, **hparams)
-    if name not in BACKBONES:
-        raise ValueError(f"Expected a backbone in {available_backbones()}, but got {name!r}")
-    factory = BACKBONES[name]
-    check_hparams("backbone", name, factory, hparams, ("in_channels", "image_size"))
-    module = factory(in_channels=in_channels, image_size=image_size, **hparams)
+        module = factory(name[len(TORCHVISION_PREFIX) :], in_channels=in_channels, **hparams)
+    else:
+        module = factory(in_channels=in_channels, image_size=image_size, **hparams)
     if not isinstance(getattr(module, "feature_dim", None), int):
-        raise TypeError(f"Backbone {name!r} must set an int attribute `feature_dim`")
+        raise ValueError(f"Expected backbone {name!r} to set an int attribute `feature_dim`, but it has none")
     return module
 
 
 def build_head(name: str, *, feature_dim: int, num_classes: int, **hparams: Any) -> nn.Module:
     """Build a registered head."""
-    if name not in HEADS:
-        raise ValueError(f"Expected a head in {available_heads()}, but got {name!r}")
-    factory = HEADS[name]
-    check_hparams("head", name, factory, hparams, ("feature_dim", "num_classes"))
+    factory = _head_factory(name)
+    check_hyperparameters("head", name, check_factory("head", name, factory, _HEAD_ARGUMENTS, required=True), hparams)
     return factory(feature_dim=feature_dim, num_classes=num_classes, **hparams)

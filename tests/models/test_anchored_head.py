@@ -58,7 +58,7 @@ def test_registered_as_anchored_and_rejects_unknown_hyperparameters():
     assert "anchored" in available_heads()
     head = build_head("anchored", feature_dim=8, num_classes=3, normalize=True, scale=2.0)
     assert isinstance(head, AnchoredHead) and head.normalize and head.scale == 2.0
-    with pytest.raises(ValueError, match="Unknown hyperparameter"):
+    with pytest.raises(ValueError, match=r"head \'anchored\'.*unknown \[\'normalise\'\]"):
         build_head("anchored", feature_dim=8, num_classes=3, normalise=True)
 
 
