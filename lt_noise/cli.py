@@ -12,6 +12,9 @@ What it adds to ``LightningCLI``:
 - the datamodule's facts are linked into the model, so nobody types them twice: ``num_classes``,
   ``class_counts`` (observed, after noise), ``input_shape`` and ``noise_rate``;
 - a ``checkpoint`` section (a :class:`ModelCheckpoint` that keeps ``last.ckpt`` for resuming);
+- the method's default callbacks (results file, figures, fault tolerance, its diagnostics: see
+  ``Classifier.DEFAULT_CALLBACKS``) join ``trainer.callbacks`` at trainer setup, unless one of the type is
+  configured there;
 - ``test_after_fit`` (default true): ``fit`` ends by testing the final weights and printing the test
   metrics; the run's ``results.json`` then holds last, best and test figures.
 """

@@ -40,6 +40,7 @@ from lt_noise.callbacks.dynamic_loss_plots import (
     noisy_fraction_per_bin,
 )
 from lt_noise.callbacks.logging import log_figure, tensorboard
+from lt_noise.data.sampling import split_digest
 from lt_noise.validation import check_positive_int
 
 __all__ = ["DynamicLossDiagnostics", "label_statistics", "spearman"]
@@ -95,8 +96,6 @@ class DynamicLossDiagnostics(Callback):
     # ----------------------------------------------------------------------------------------------
     def epoch_statistics(self, pl_module: L.LightningModule, datamodule: Any) -> dict[str, Any]:
         """The statistics of the module's current split (a record of ``history``)."""
-        from lt_noise.methods.dynamic_loss import split_digest
-
         split = pl_module.split
         observed = np.asarray(datamodule.observed_targets, dtype=np.int64)
         clean = np.asarray(datamodule.clean_targets, dtype=np.int64)

@@ -22,10 +22,15 @@ Conventions (all functions):
   epochs by deriving the seed from ``(seed, epoch)``, e.g. ``np.random.SeedSequence([seed, epoch])``
   (accepted directly) so that a resumed run and every DDP rank rebuild the same split; under DDP all
   ranks must pass the same gathered (deduplicated) losses.
+
+:class:`EpochSplit` holds one epoch's outcome (losses, bins, meta set, training remainder), and
+:func:`split_digest` its checksum, by which ranks and runs compare splits.
 """
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +38,8 @@ import numpy as np
 from lt_noise.validation import check_class_counts, check_finite_values, check_int, check_interval, check_labels, check_seed
 
 __all__ = [
+    "EpochSplit",
+    "split_digest",
     "PRIMARY_FRACTION",
     "META_FRACTION",
     "RANK_BINS",
@@ -51,6 +58,34 @@ META_FRACTION = 0.25
 # Paper Table 7, "Rank Number" R for CIFAR-10, WebVision and Animal-10N (CIFAR-100 uses 50).
 RANK_BINS = 100
 
+
+@dataclass(frozen=True)
+class EpochSplit:
+    """The outcome of one epoch's ranking pass and split (Dynamic Loss's ``rank_and_split``), all arrays by
+    training index.
+
+    Attributes:
+        epoch: the epoch it was made for.
+        losses: (N,) float64 per-sample losses (eval mode, un-augmented view, observed labels).
+        predictions: (N,) int64 arg-max classes of the same forward pass (for diagnostics).
+        bins: (N,) int64 loss-rank bin of each sample within its observed class (0 = lowest loss).
+        meta_indices: the epoch's meta set (sorted), or None in a warm-up epoch.
+        train_indices: the epoch's training samples (sorted; everything outside the meta set).
+    """
+
+    epoch: int
+    losses: np.ndarray
+    predictions: np.ndarray
+    bins: np.ndarray
+    meta_indices: np.ndarray | None
+    train_indices: np.ndarray
+
+
+def split_digest(split: EpochSplit) -> int:
+    """A 31-bit checksum (CRC-32) of an epoch's bins and meta set, to compare splits across ranks and runs."""
+    checksum = zlib.crc32(np.ascontiguousarray(split.bins, dtype=np.int64).tobytes())
+    meta = split.meta_indices if split.meta_indices is not None else np.zeros(0, dtype=np.int64)
+    return zlib.crc32(np.ascontiguousarray(meta, dtype=np.int64).tobytes(), checksum) & 0x7FFFFFFF
 
 
 def _validate(losses: Any, labels: Any, num_classes: Any) -> tuple[np.ndarray, np.ndarray, int]:

@@ -167,6 +167,9 @@ class ABSGD(Classifier):
             :class:`lt_noise.callbacks.AttentionalWeightFigures`.
     """
 
+    # The per-class attentional weights over training (the paper's Fig. 4) in every run.
+    DEFAULT_CALLBACKS = Classifier.DEFAULT_CALLBACKS + ("AttentionalWeightFigures",)
+
     def __init__(
         self,
         *,
@@ -236,7 +239,7 @@ class ABSGD(Classifier):
 
     def _apply_stage2_freeze(self) -> None:
         if self.stage2_freeze != "none" and not self._stage2_frozen:
-            self.frozen = self._freeze(self.stage2_freeze)
+            self.freeze_parts(self.stage2_freeze)
             self._stage2_frozen = True
             self._frozen_parameters = [p for p in self.net.parameters() if not p.requires_grad]
 
@@ -314,8 +317,3 @@ class ABSGD(Classifier):
         )
         scheduler = self.lr_schedule.build(optimizer, self.trainer.max_epochs if self._trainer else None)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-
-    def default_callbacks(self) -> list:
-        from lt_noise.callbacks.absgd import AttentionalWeightFigures
-
-        return super().default_callbacks() + [AttentionalWeightFigures()]

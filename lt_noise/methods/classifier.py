@@ -33,17 +33,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from lt_noise.callbacks.defaults import build_default_callbacks
 from lt_noise.distributed import all_reduce_
 from lt_noise.losses import build_loss
 from lt_noise.metrics import ClassificationMetrics
-from lt_noise.models import Network, build_backbone, build_head, last_block
+from lt_noise.models import Network, build_backbone, build_head
+from lt_noise.models.parts import FREEZE_OPTIONS, INIT_PARTS, freeze_parts, load_network_weights
 from lt_noise.optim import LRSchedule, OptimizerConfig
 from lt_noise.seeding import global_seed, sample_seed
 from lt_noise.validation import check_choice, check_class_counts, check_int
@@ -52,7 +54,6 @@ __all__ = ["Classifier", "NonFiniteLossError"]
 
 # The training-step keys of the per-step RNG stream; distinct from the sample-augmentation streams.
 _STEP_STREAM = 0x5EED
-FREEZE_OPTIONS = ("none", "backbone", "backbone_except_last_block")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -61,6 +62,10 @@ class NonFiniteLossError(FloatingPointError):
 
 class Classifier(L.LightningModule):
     """ERM with any backbone, head and per-sample loss (see the module docstring for subclassing).
+
+    Every fit runs with the callbacks named in :attr:`DEFAULT_CALLBACKS` (the results file, evaluation
+    figures, fault tolerance) unless the trainer already has one of the type: from the CLI and from a
+    plain ``L.Trainer(...).fit(model, data)`` alike (``configure_callbacks``).
 
     Args:
         num_classes: number of classes K (linked from the datamodule by the CLI).
@@ -92,6 +97,9 @@ class Classifier(L.LightningModule):
         compile: run the network through ``torch.compile``.
     """
 
+    #: Names of the callbacks every fit runs with (:mod:`lt_noise.callbacks.defaults`); methods extend it.
+    DEFAULT_CALLBACKS: ClassVar[tuple[str, ...]] = ("ResultsWriter", "EvaluationFigures", "InterruptCheckpoint")
+
     def __init__(
         self,
         *,
@@ -121,7 +129,7 @@ class Classifier(L.LightningModule):
         counts = None if class_counts is None else check_class_counts(class_counts, num_classes=num_classes)
         if len(input_shape) != 3:
             raise ValueError(f"Expected argument `input_shape` (C, H, W), but got {tuple(input_shape)}")
-        check_choice("init_parts", init_parts, ("net", "backbone"))
+        check_choice("init_parts", init_parts, INIT_PARTS)
         check_choice("freeze", freeze, FREEZE_OPTIONS)
         check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
         ignore = [name for name, value in (("backbone", backbone), ("head", head), ("loss", loss)) if isinstance(value, nn.Module)]
@@ -154,7 +162,9 @@ class Classifier(L.LightningModule):
         self._seed = global_seed(None)
         if init_from is not None:
             self.load_network_weights(init_from, parts=init_parts)
-        self.frozen = self._freeze(freeze)
+        self.frozen: list[nn.Module] = []
+        self._frozen_parts = "none"
+        self.freeze_parts(freeze)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self._compiled = torch.compile(self.net) if compile else None
@@ -188,59 +198,21 @@ class Classifier(L.LightningModule):
     # ----------------------------------------------------------------------------------------------
     # Two-stage training: initial weights and frozen parts
     def load_network_weights(self, path: str, *, parts: str = "net") -> None:
-        """Load the network's weights (``parts="net"``) or the backbone's (``"backbone"``) from ``path``.
+        """Load the network's weights (``parts="net"``) or the backbone's (``"backbone"``) from ``path``:
+        a checkpoint of any lt-noise method or a saved network state dict
+        (:func:`lt_noise.models.parts.load_network_weights`)."""
+        load_network_weights(self.net, path, parts=parts)
 
-        ``path`` is a Lightning checkpoint of an lt-noise method (its ``net.*`` entries are used) or a
-        state dict of a :class:`~lt_noise.models.Network`. Shapes must match; a mismatch names the entry.
-        """
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"Expected a checkpoint to initialise from at {path!r}, but found none") from error
-        except Exception as error:  # unpickling errors come in many types
-            raise ValueError(f"Could not read checkpoint {path!r} to initialise from: {error}") from error
-        state = saved.get("state_dict", saved) if isinstance(saved, dict) else None
-        if not isinstance(state, dict):
-            raise ValueError(f"Expected a Lightning checkpoint or a state dict in {path!r}")
-        if any(key.startswith("net.") for key in state):
-            state = {key[len("net.") :]: value for key, value in state.items() if key.startswith("net.")}
-        target: nn.Module = self.net
-        if parts == "backbone":
-            state = {key[len("backbone.") :]: v for key, v in state.items() if key.startswith("backbone.")}
-            target = self.net.backbone
-        own = target.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise ValueError(
-                f"Checkpoint {path!r} does not match this model's {parts}: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]} (of {len(missing)} and {len(unexpected)})"
-            )
-        for key, value in state.items():
-            if value.shape != own[key].shape:
-                raise ValueError(
-                    f"Checkpoint {path!r} entry {key!r} has shape {tuple(value.shape)}, but this model's has "
-                    f"{tuple(own[key].shape)} (num_classes or backbone differ?)"
-                )
-        target.load_state_dict(state)
-
-    def _freeze(self, freeze: str) -> list[nn.Module]:
-        if freeze == "none":
-            return []
-        keep_training = [] if freeze == "backbone" else list(last_block(self.net.backbone).parameters())
-        kept = {id(p) for p in keep_training}
-        for parameter in self.net.backbone.parameters():
-            parameter.requires_grad_(id(parameter) in kept)
-        # Modules with no trainable parameter left (and their batch-norm statistics) stay in eval mode,
-        # from now on and whenever the model is switched back to training mode (see `train`).
-        frozen = [
-            module
-            for module in self.net.backbone.modules()
-            if not any(p.requires_grad for p in module.parameters()) and any(True for _ in module.parameters())
-        ]
-        for module in frozen:
-            module.eval()
-        return frozen
+    def freeze_parts(self, what: str) -> None:
+        """Stop training part of the network from now on: ``"backbone"`` or ``"backbone_except_last_block"``
+        (:func:`lt_noise.models.parts.freeze_parts`; ``"none"`` and a repeat change nothing). Frozen
+        modules stay in eval mode. Before the optimizer is built (``freeze``), the frozen parameters are
+        left out of it; later (a stage switch) they keep no gradient."""
+        check_choice("freeze", what, FREEZE_OPTIONS)
+        if what == "none" or what == self._frozen_parts:
+            return
+        self.frozen = freeze_parts(self.net, what)
+        self._frozen_parts = what
 
     def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
@@ -368,11 +340,10 @@ class Classifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def default_callbacks(self) -> list[L.Callback]:
-        """The callbacks this method always runs with (results file, figures, fault tolerance).
-        Subclasses extend the list: ``return super().default_callbacks() + [MyDiagnostics()]``."""
-        from lt_noise.callbacks import EvaluationFigures, InterruptCheckpoint, ResultsWriter
-
-        return [ResultsWriter(), EvaluationFigures(), InterruptCheckpoint()]
+        """The callbacks this method always runs with: :attr:`DEFAULT_CALLBACKS`, built by name in the
+        callbacks layer (:mod:`lt_noise.callbacks.defaults`). Subclasses extend the names, or this list:
+        ``return super().default_callbacks() + [MyDiagnostics()]``."""
+        return build_default_callbacks(self.DEFAULT_CALLBACKS)
 
     def configure_callbacks(self) -> list[L.Callback]:
         # Only what the trainer lacks: a second fit/test on the same trainer (the CLI tests after fit)

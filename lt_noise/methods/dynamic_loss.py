@@ -68,9 +68,9 @@ Measured with tools/bench_step.py (ResNet-32, batch 128, CPU): ``"all"`` costs 4
 
 Engineering (DESIGN.md §7):
 
-* Loaders. The epoch's batches come from :meth:`epoch_train_dataloader` of this module, to which the
-  datamodule's ``train_dataloader`` delegates (the base datamodule's public hook for methods with their
-  own per-epoch loaders); at ``setup("fit")`` the method sets ``reload_dataloaders_every_n_epochs = 1``,
+* Loaders. The epoch's batches come from :meth:`epoch_train_dataloader` of this module, which it registers
+  with the datamodule at ``setup("fit")`` (``LTNoiseDataModule.register_epoch_loader``, the datamodule's
+  declared protocol for methods with their own per-epoch loaders) and sets ``reload_dataloaders_every_n_epochs = 1``,
   so Lightning asks for a fresh loader at every epoch start, *before* it iterates it (and, after a
   resume, before the first epoch). :meth:`epoch_train_dataloader` ranks,
   splits and returns a loader whose sampler yields one *batch descriptor* per step: warm-up batches of
@@ -111,9 +111,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -130,10 +128,12 @@ from lt_noise.data.sampling import (
     META_FRACTION,
     PRIMARY_FRACTION,
     RANK_BINS,
+    EpochSplit,
     hierarchical_meta_split,
     loss_rank_bins,
     meta_split_sizes,
     naive_meta_split,
+    split_digest,
 )
 from lt_noise.methods.classifier import Classifier
 from lt_noise.models.metanet import HIDDEN_DIM, MetaNet, correct_labels
@@ -149,7 +149,7 @@ __all__ = [
     "corrector_pretraining_loss",
     "gumbel_max_labels",
     "sgd_virtual_update",
-    "split_digest",
+    "split_digest",  # re-exported from lt_noise.data.sampling, as EpochSplit
 ]
 
 # Paper Table 7, "MetaNet": Adam with a fixed learning rate 3e-3 and weight decay 0, for every dataset.
@@ -284,34 +284,6 @@ class _SumAcrossRanks(torch.autograd.Function):
 
 # ----------------------------------------------------------------------------------------------------
 # The epoch's split and the loaders built from it
-
-
-@dataclass(frozen=True)
-class EpochSplit:
-    """The outcome of one ranking pass (:meth:`DynamicLoss.rank_and_split`), all arrays by training index.
-
-    Attributes:
-        epoch: the epoch it was made for.
-        losses: (N,) float64 per-sample losses (eval mode, un-augmented view, observed labels).
-        predictions: (N,) int64 arg-max classes of the same forward pass (for diagnostics).
-        bins: (N,) int64 loss-rank bin of each sample within its observed class (0 = lowest loss).
-        meta_indices: the epoch's meta set (sorted), or None in a warm-up epoch.
-        train_indices: the epoch's training samples (sorted; everything outside the meta set).
-    """
-
-    epoch: int
-    losses: np.ndarray
-    predictions: np.ndarray
-    bins: np.ndarray
-    meta_indices: np.ndarray | None
-    train_indices: np.ndarray
-
-
-def split_digest(split: EpochSplit) -> int:
-    """A 31-bit checksum (CRC-32) of an epoch's bins and meta set, to compare splits across ranks and runs."""
-    checksum = zlib.crc32(np.ascontiguousarray(split.bins, dtype=np.int64).tobytes())
-    meta = split.meta_indices if split.meta_indices is not None else np.zeros(0, dtype=np.int64)
-    return zlib.crc32(np.ascontiguousarray(meta, dtype=np.int64).tobytes(), checksum) & 0x7FFFFFFF
 
 
 def _padded_shard(order: np.ndarray, num_replicas: int, rank: int) -> np.ndarray:
@@ -892,8 +864,8 @@ class DynamicLoss(Classifier):
         return self._plan_loader
 
     def epoch_train_dataloader(self, datamodule: LTNoiseDataModule) -> DataLoader:
-        """The epoch's loader: the datamodule's ``train_dataloader`` delegates here, and Lightning asks for
-        it at every epoch start (see the module docstring)."""
+        """The epoch's loader: registered with the datamodule at ``setup("fit")``, so that its
+        ``train_dataloader`` returns it, and Lightning asks for it at every epoch start (module docstring)."""
         datamodule = self._datamodule(datamodule)
         split = self.rank_and_split(datamodule, epoch=self.trainer.current_epoch)
         self._check_same_on_all_ranks(split)
@@ -909,14 +881,17 @@ class DynamicLoss(Classifier):
         super().setup(stage)
         if stage != "fit":
             return
-        self._datamodule()
-        # A fresh training loader at every epoch start (from `epoch_train_dataloader`, via the datamodule).
+        # A fresh training loader at every epoch start, built here (the datamodule's declared protocol).
+        self._datamodule().register_epoch_loader(self.epoch_train_dataloader)
         self.trainer.reload_dataloaders_every_n_epochs = 1
 
     def teardown(self, stage: str) -> None:
-        # Drop the cached loaders (and their persistent workers) at the end of fit.
+        # Unregister, and drop the cached loaders (and their persistent workers) at the end of fit.
         super().teardown(stage)
         if stage == "fit":
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if isinstance(datamodule, LTNoiseDataModule):
+                datamodule.register_epoch_loader(None)
             self._rank_loader = self._plan_loader = None
             self._rank_loader_key = self._plan_loader_key = None
 

@@ -96,6 +96,8 @@ class PAL(MixupClassifier):
 
     # tools/bench_step.py: PAL's own step (anchored head), without the optional mixup of the parent class.
     BENCHMARK_KWARGS: dict = {}
+    # The prototype diagnostics of the paper (Fig. 3, 5b) in every run.
+    DEFAULT_CALLBACKS = MixupClassifier.DEFAULT_CALLBACKS + ("PrototypeDiagnostics",)
 
     def __init__(
         self,
@@ -140,11 +142,6 @@ class PAL(MixupClassifier):
     @property
     def prototypes(self) -> Tensor:
         return self.net.head.prototypes
-
-    def default_callbacks(self) -> list:
-        from lt_noise.callbacks.pal import PrototypeDiagnostics
-
-        return super().default_callbacks() + [PrototypeDiagnostics()]
 
 
 

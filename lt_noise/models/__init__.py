@@ -5,6 +5,7 @@ from lt_noise.models.cnn import PlainCNN
 from lt_noise.models.mlp import MLP
 from lt_noise.models.heads import AnchoredHead, CosineHead, LinearHead
 from lt_noise.models.network import Network, last_block
+from lt_noise.models.parts import FREEZE_OPTIONS, freeze_parts, load_network_weights
 from lt_noise.models.registry import (
     BACKBONES,
     HEADS,
@@ -23,6 +24,7 @@ from lt_noise.models.resnet_cifar import CifarResNet
 __all__ = [
     "AnchoredHead",
     "BACKBONES",
+    "FREEZE_OPTIONS",
     "HEADS",
     "CifarResNet",
     "CosineHead",
@@ -37,8 +39,10 @@ __all__ = [
     "backbone_hyperparameters",
     "build_backbone",
     "build_head",
+    "freeze_parts",
     "head_hyperparameters",
     "last_block",
+    "load_network_weights",
     "register_backbone",
     "register_head",
 ]

@@ -14,6 +14,10 @@ loader is the test set, which is how the five papers report "best epoch" accurac
 for honest model selection on held-out noisy training data.
 
 Arrays for diagnostics only (no method may read them): ``clean_targets`` and ``is_noisy``.
+
+A method that builds its own training loader every epoch (Dynamic Loss: a meta split, two views per
+sample) registers an :class:`EpochLoaderFactory` with :meth:`LTNoiseDataModule.register_epoch_loader`;
+``train_dataloader`` then returns what it builds. The datamodule knows nothing else of methods.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import lightning as L
 import numpy as np
@@ -36,7 +40,7 @@ from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_
 from lt_noise.seeding import global_seed  # re-exported: its historical home
 from lt_noise.validation import check_choice, check_int, check_interval
 
-__all__ = ["DatasetNotFoundError", "LTNoiseDataModule", "Split", "global_seed"]
+__all__ = ["DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split", "global_seed"]
 
 IMBALANCE_KINDS = imbalance_lib.IMBALANCE_KINDS
 
@@ -59,6 +63,14 @@ class Split:
 
     images: Sequence[Any]
     labels: np.ndarray
+
+
+class EpochLoaderFactory(Protocol):
+    """Builds the training loader of the coming epoch from the datamodule's building blocks
+    (``train_dataset``, ``loader``, the composed labels, ...); called by ``train_dataloader`` at every
+    epoch start when the trainer reloads dataloaders every epoch."""
+
+    def __call__(self, datamodule: LTNoiseDataModule) -> DataLoader: ...
 
 
 class LTNoiseDataModule(L.LightningDataModule):
@@ -175,6 +187,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         self._built: dict[str, Any] | None = None
         self._test: Split | None = None
         self._val: Split | None = None
+        self._epoch_loader: EpochLoaderFactory | None = None
 
     # ----------------------------------------------------------------------------------------------
     # What subclasses provide
@@ -385,14 +398,19 @@ class LTNoiseDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate", "test", "predict"):
             self._test_split()
 
+    def register_epoch_loader(self, factory: EpochLoaderFactory | None) -> None:
+        """Have ``train_dataloader`` return ``factory(self)`` from now on (None: the default loader again).
+
+        For a method with its own per-epoch training loaders (Dynamic Loss registers at ``setup("fit")``
+        and unregisters at ``teardown("fit")``).
+        """
+        if factory is not None and not callable(factory):
+            raise ValueError(f"Expected argument `factory` to be callable or None, but got {factory!r}")
+        self._epoch_loader = factory
+
     def train_dataloader(self) -> DataLoader:
-        # A method that builds its own per-epoch loader from this datamodule (Dynamic Loss: meta split,
-        # two views) provides `epoch_train_dataloader(datamodule)`; Lightning asks here every epoch when
-        # the trainer reloads dataloaders every epoch.
-        method = self.trainer.lightning_module if self.trainer is not None else None
-        custom = getattr(method, "epoch_train_dataloader", None)
-        if callable(custom):
-            return custom(self)
+        if self._epoch_loader is not None:
+            return self._epoch_loader(self)
         sampler = None
         if self.sampling != "instance":
             power = 0.0 if self.sampling == "class_balanced" else 0.5

@@ -127,3 +127,20 @@ def test_max_train_per_class_caps_before_the_long_tail(root):
     np.testing.assert_array_equal(dm.clean_targets, labels[expected])
     with pytest.raises(ValueError, match="max_train_per_class"):
         _dm(root, max_train_per_class=0)
+
+
+def test_a_method_registered_epoch_loader_replaces_the_training_loader(root):
+    dm = _dm(root)
+    seen = []
+
+    def factory(datamodule):
+        seen.append(datamodule)
+        return "the epoch's loader"
+
+    default = dm.train_dataloader()
+    dm.register_epoch_loader(factory)
+    assert dm.train_dataloader() == "the epoch's loader" and seen == [dm]
+    dm.register_epoch_loader(None)
+    assert type(dm.train_dataloader()) is type(default)
+    with pytest.raises(ValueError, match="`factory` to be callable or None"):
+        dm.register_epoch_loader("not a function")
