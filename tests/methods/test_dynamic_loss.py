@@ -227,15 +227,14 @@ def test_naive_sampling_takes_the_lowest_losses_of_each_whole_class(fm_root):
     np.testing.assert_array_equal(model.rank_and_split(dm, epoch=3).meta_indices, split.meta_indices)
 
 
-def test_ranking_chunks_and_two_rank_plans_rebuild_the_one_rank_run(fm_root, monkeypatch):
+def test_ranking_chunks_and_two_rank_plans_rebuild_the_one_rank_run(fm_root):
     dm = _data(fm_root)
     model = _model(dm, meta_batch_size=None)
     split = model.rank_and_split(dm, epoch=2)
     one = model._epoch_plan(split, _data(fm_root, batch_size=32))
     plans = []
     for rank in (0, 1):
-        monkeypatch.setattr(dl, "world", lambda rank=rank: (2, rank))
-        plans.append(model._epoch_plan(split, _data(fm_root, batch_size=16)))
+        plans.append(model._epoch_plan(split, _data(fm_root, batch_size=16), num_replicas=2, rank=rank))
     assert len(plans[0]) == len(plans[1]) == len(one)
     for step, (a, b, c) in enumerate(zip(plans[0], plans[1], one)):
         assert a[0] == b[0] == c[0]
