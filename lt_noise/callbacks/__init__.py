@@ -13,9 +13,10 @@ from lt_noise.callbacks.figures import EvaluationFigures
 from lt_noise.callbacks.interrupt import InterruptCheckpoint
 from lt_noise.callbacks.pal import PrototypeDiagnostics
 from lt_noise.callbacks.results import ResultsWriter
-from lt_noise.callbacks.schedules import DeferredReweighting
+from lt_noise.callbacks.schedules import ABSGDStages, DeferredReweighting
 
 __all__ = [
+    "ABSGDStages",
     "AttentionalWeightFigures",
     "CurriculumDiagnostics",
     "DeferredReweighting",

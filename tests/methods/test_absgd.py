@@ -13,6 +13,7 @@ import io
 import math
 import re
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -27,6 +28,7 @@ from support.runs import assert_same_state, assert_same_weights, resume_pair, ru
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lt_noise.callbacks import ABSGDStages
 from lt_noise.methods import ABSGD, Classifier
 from lt_noise.methods.absgd import ABAdamEq9
 from lt_noise.optim import LRSchedule, OptimizerConfig
@@ -198,16 +200,22 @@ class _Recorder(L.Callback):
         self.requires_grad.append({n: p.requires_grad for n, p in pl_module.named_parameters()})
 
 
+@pytest.mark.parametrize("form", ["callback", "deprecated_arguments"])
 @pytest.mark.parametrize("freeze", ["backbone", "backbone_except_last_block"])
-def test_stage_switch_restarts_the_normalizer_and_freezes_at_its_epoch(fm_root, tmp_path, freeze):
+def test_stage_switch_restarts_the_normalizer_and_freezes_at_its_epoch(fm_root, tmp_path, freeze, form):
     dm = _data(fm_root, imbalance="exp", imbalance_ratio=5)
-    model = _fm_model(dm, lam=3.0, stage1_lam=100.0, stage2_epoch=1, stage2_freeze=freeze, gamma=0.5)
-    assert model.weighting.lam == 100.0 and int(model.absgd_stage) == 1
+    stages = dict(stage1_lam=100.0, stage2_epoch=1, stage2_freeze=freeze)
+    if form == "callback":
+        model, callbacks = _fm_model(dm, lam=3.0, gamma=0.5), [ABSGDStages(**stages)]
+    else:  # the method's own arguments of earlier versions: they build the same callback
+        with pytest.warns(DeprecationWarning, match="ABSGDStages"):
+            model, callbacks = _fm_model(dm, lam=3.0, gamma=0.5, **stages), []
+        assert model.weighting.lam == 100.0 and int(model.absgd_stage) == 1
     recorder = _Recorder()
     steps = 3
     L.Trainer(accelerator="cpu", max_epochs=3, limit_train_batches=steps, limit_val_batches=0, logger=False,
               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              callbacks=[recorder], default_root_dir=tmp_path).fit(model, dm)
+              callbacks=[recorder, *callbacks], default_root_dir=tmp_path).fit(model, dm)
     assert recorder.lams == [100.0, 3.0, 3.0]
     # stage 1 updated the normalizer 3 times; the switch reset it, so stage 2 counts from zero
     assert recorder.updates == [steps, steps, 2 * steps]
@@ -232,10 +240,13 @@ def test_resume_across_the_stage_boundary_is_exact(fm_root, tmp_path, stop_after
         return _data(fm_root, imbalance="exp", imbalance_ratio=5, augment="crop_flip", batch_size=50)
 
     def make_model():
-        return _fm_model(make_data(), lam=2.0, stage1_lam=50.0, stage2_epoch=1,
-                         stage2_freeze="backbone_except_last_block", gamma=0.7)
+        return _fm_model(make_data(), lam=2.0, gamma=0.7)
 
-    straight, resumed = resume_pair(make_model, make_data, tmp_path, epochs=3, stop_after=stop_after)
+    def make_callbacks():
+        return [ABSGDStages(stage2_epoch=1, stage1_lam=50.0, stage2_freeze="backbone_except_last_block")]
+
+    straight, resumed = resume_pair(make_model, make_data, tmp_path, epochs=3, stop_after=stop_after,
+                                    make_callbacks=make_callbacks)
     assert_same_state(straight, resumed)
     state = straight["state_dict"]
     assert int(state["absgd_stage"]) == 2 and torch.isfinite(state["weighting.log_normalizer"])
@@ -243,11 +254,39 @@ def test_resume_across_the_stage_boundary_is_exact(fm_root, tmp_path, stop_after
     assert len(figures) == 1 and figures[0]["epochs"] == [0, 1, 2]
 
 
-def test_single_stage_from_the_start_freezes_before_the_optimizer_is_built(fm_root):
-    model = _fm_model(_data(fm_root), lam=2.0, stage2_freeze="backbone")
+def test_single_stage_from_the_start_freezes_before_the_optimizer_is_built(fm_root, tmp_path):
+    model = _fm_model(_data(fm_root), lam=2.0)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[ABSGDStages(stage2_epoch=0, stage2_freeze="backbone")])
+    trainer.fit(model, _data(fm_root))
+    assert model.weighting.lam == 2.0 and int(model.absgd_stage) == 2
+    in_optimizer = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert in_optimizer == {id(p) for p in model.net.head.parameters()}
+
+
+def test_the_deprecated_stage_arguments_freeze_at_construction_as_before(fm_root):
+    with pytest.warns(DeprecationWarning, match="stage2_freeze='backbone'"):
+        model = _fm_model(_data(fm_root), lam=2.0, stage2_freeze="backbone")
     assert model.weighting.lam == 2.0 and int(model.absgd_stage) == 2
     trainable = {id(p) for p in model.trainable_parameters()}
     assert trainable == {id(p) for p in model.net.head.parameters()}
+    assert isinstance(model.stage_schedule, ABSGDStages) and model.stage_schedule.stage2_epoch == 0
+
+
+def test_stages_given_twice_or_to_another_method_are_an_error(fm_root, tmp_path):
+    with pytest.warns(DeprecationWarning):
+        model = _fm_model(_data(fm_root), lam=2.0, stage2_epoch=1)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[ABSGDStages(stage2_epoch=1)])
+    with pytest.raises(ValueError, match="either as the callback ABSGDStages or"):
+        trainer.fit(model, _data(fm_root))
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[ABSGDStages(stage2_epoch=1)])
+    with pytest.raises(ValueError, match="Expected an ABSGD method"):
+        trainer.fit(Classifier(**data_facts(_data(fm_root)), backbone="cnn4"), _data(fm_root))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -255,15 +294,15 @@ def test_single_stage_from_the_start_freezes_before_the_optimizer_is_built(fm_ro
 # ----------------------------------------------------------------------------------------------------
 
 
-def _cli_config(root, **model_args):
+def _cli_config(root, **stage_args):
     init_args = {"backbone": "mlp", "backbone_args": {"hidden": [64, 32]},
                  "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
-                 "lr_schedule": {"name": "constant"},
-                 "lam": 1.0, "gamma": 0.5, "stage1_lam": 20.0, "stage2_epoch": 1}
-    init_args.update(model_args)
+                 "lr_schedule": {"name": "constant"}, "lam": 1.0, "gamma": 0.5}
+    stages = {"class_path": "lt_noise.callbacks.ABSGDStages",
+              "init_args": {"stage1_lam": 20.0, "stage2_epoch": 1, **stage_args}}
     return {
         "seed_everything": 7,
-        "trainer": {"max_epochs": 2},
+        "trainer": {"max_epochs": 2, "callbacks": [stages]},
         "model": {"class_path": "lt_noise.methods.ABSGD", "init_args": init_args},
         "data": {
             "class_path": "lt_noise.data.modules.FashionMNISTDataModule",
@@ -275,8 +314,9 @@ def _cli_config(root, **model_args):
 
 
 @pytest.mark.ddp
-def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path):
-    """2 ranks x B with the global normalizer = 1 process x 2B, across a stage switch with a freeze."""
+def test_ddp_two_processes_follow_the_one_process_trajectory_across_a_freeze(fm_root, tmp_path):
+    """2 ranks x B with the global normalizer = 1 process x 2B, across a stage switch with a mid-run freeze
+    (the reliability matrix runs the switch without a freeze)."""
     config = _cli_config(fm_root, stage2_freeze="backbone_except_last_block")
     single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=32)
     double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=16,
@@ -287,12 +327,11 @@ def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path):
 
 
 def test_mid_run_freeze_under_plain_ddp_is_a_clear_error():
-    model = _linear_model(lam=1.0, stage2_epoch=1, stage2_freeze="backbone")
-    model._trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(_ddp_kwargs={}))
+    model = _linear_model(lam=1.0)
+    stages = ABSGDStages(stage2_epoch=1, stage2_freeze="backbone")
     with pytest.raises(ValueError, match="ddp_find_unused_parameters_true"):
-        model.on_fit_start()
-    model._trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(_ddp_kwargs={"find_unused_parameters": True}))
-    model.on_fit_start()
+        stages.on_fit_start(SimpleNamespace(world_size=2, strategy=SimpleNamespace(_ddp_kwargs={})), model)
+    stages.on_fit_start(SimpleNamespace(world_size=2, strategy=SimpleNamespace(_ddp_kwargs={"find_unused_parameters": True})), model)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -316,8 +355,7 @@ def test_abadam_eq9_follows_the_paper_update(tmp_path):
     """Two steps of eq. (9) by hand: no bias correction, decoupled ∇r(w) = wd·w."""
     lam, gamma, lr, wd, (b1, b2), eps, B = 1.0, 0.5, 0.01, 0.1, (0.9, 0.999), 1e-8, 6
     x, y = _linear_data(n=2 * B, seed=1)
-    model = _linear_model(lam=lam, gamma=gamma, adam_variant="eq9",
-                          optimizer=OptimizerConfig(name="adam", lr=lr, weight_decay=wd))
+    model = _linear_model(lam=lam, gamma=gamma, optimizer=OptimizerConfig(name="abadam_eq9", lr=lr, weight_decay=wd))
     W = model.net.head.weight.detach().double().numpy().copy()
     bias = model.net.head.bias.detach().double().numpy().copy()
     _fit_steps(model, _loader(x, y, B), 2, tmp_path, precision="64-true")
@@ -383,7 +421,7 @@ def test_a_skipped_non_finite_batch_leaves_the_normalizer_as_it_was(tmp_path):
         ({"gamma": 0.0}, r"`gamma` in \(0, 1\], but got 0.0"),
         ({"gamma": 1.5}, r"`gamma` in \(0, 1\], but got 1.5"),
         ({"alpha": 0.0}, r"`alpha`"),
-        ({"stage2_epoch": -1}, r"`stage2_epoch` to be an int >= 0, but got -1"),
+        ({"stage2_epoch": -1}, r"`stage2_epoch` to be an integer >= 0, but got -1"),
         ({"stage2_freeze": "head"}, r"`stage2_freeze` in"),
         ({"stage2_freeze": "backbone", "freeze": "backbone"}, r"only one of `freeze`"),
         ({"adam_variant": "paper"}, r"`adam_variant` in"),
@@ -392,8 +430,17 @@ def test_a_skipped_non_finite_batch_leaves_the_normalizer_as_it_was(tmp_path):
     ],
 )
 def test_bad_input_is_a_clear_value_error(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with warnings.catch_warnings(), pytest.raises(ValueError, match=match):
+        warnings.simplefilter("ignore", DeprecationWarning)  # the stage arguments' own
         _linear_model(**kwargs)
+
+
+def test_the_deprecated_adam_variant_builds_the_named_eq9_optimizer(tmp_path):
+    with pytest.warns(DeprecationWarning, match="abadam_eq9"):
+        model = _linear_model(lam=1.0, adam_variant="eq9", optimizer=OptimizerConfig(name="adam", lr=0.01))
+    x, y = _linear_data(n=6)
+    _fit_steps(model, _loader(x, y, 6), 1, tmp_path, precision="64-true")
+    assert isinstance(model.trainer.optimizers[0], ABAdamEq9)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -439,19 +486,22 @@ def test_config_parses_builds_and_documents_its_row(name):
         model.update(backbone="mlp", backbone_args=None)  # no download; the ABSGD arguments are under test
     model.update(init_from=None, num_classes=10, input_shape=data.input_shape, noise_rate=data.noise_rate)
     built = _load(config["model"]["class_path"])(**model)
-    for callback in config["trainer"]["callbacks"] or []:
-        _load(callback["class_path"])(**callback.get("init_args", {}))
+    callbacks = [_load(c["class_path"])(**c.get("init_args", {})) for c in config["trainer"]["callbacks"] or []]
     if not isinstance(built, ABSGD):
         assert name.endswith("_stage1.yaml")
         return
-    stage2 = built.stage2_epoch
+    # the stages are the callback, visible in the config; the method's deprecated arguments stay unused
+    assert built.stage_schedule is None and built.adam_variant == "torch"
+    stages = [c for c in callbacks if isinstance(c, ABSGDStages)]
+    assert len(stages) <= 1
+    stage2, stage1_lam = (stages[0].stage2_epoch, stages[0].stage1_lam) if stages else (0, None)
     if name.startswith(("absgd_cifar10.", "absgd_cifar100.", "absgd_cifar10_cb", "absgd_cifar100_cb")):
         # Section 4.1 / the authors' scripts: ResNet-32, 200 epochs, lr 0.1 warm-up 5, /100 at 160 and 180,
         # momentum SGD before epoch 160 (--init_lamda 200 --lamda_shots 160)
         assert model["backbone"] == "resnet32" and config["trainer"]["max_epochs"] == 200
         assert model["lr_schedule"] == {"name": "multistep", "milestones": [160, 180], "gamma": 0.01,
                                         "warmup_epochs": 5, "min_lr_ratio": 0.0}
-        assert math.isinf(built.stage1_lam) and stage2 == 160 and built.lam > 0
+        assert math.isinf(stage1_lam) and stage2 == 160 and built.lam > 0
         drw = [c for c in config["trainer"]["callbacks"] or [] if c["class_path"].endswith("DeferredReweighting")]
         assert len(drw) == name.endswith("_cb.yaml") and all(c["init_args"]["start_epoch"] == 160 for c in drw)
     elif "noisy" in name or "clothing" in name:

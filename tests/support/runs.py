@@ -5,7 +5,8 @@ Resume::
     straight, resumed = resume_pair(make_model, make_data, tmp_path, epochs=2, stop_after=1)
     assert_same_state(straight, resumed)
 
-``make_model()`` / ``make_data()`` build fresh objects; the helper seeds the global RNG before each model
+``make_model()`` / ``make_data()`` (and ``make_callbacks()``, extra trainer callbacks such as a schedule)
+build fresh objects; the helper seeds the global RNG before each model
 is built, fits ``epochs`` epochs straight, then fits the same run but stops it after ``stop_after``
 epochs (``max_epochs`` unchanged, so a cosine schedule keeps its horizon), and resumes from that run's
 ``last.ckpt`` in a fresh Trainer, model and datamodule, with another global seed, up to ``epochs``. It returns the two final
@@ -41,7 +42,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 SEED = 1234
 
 
-def _trainer(root: Path, max_epochs: int, **kwargs: Any) -> L.Trainer:
+def _trainer(root: Path, max_epochs: int, callbacks: list[L.Callback] = (), **kwargs: Any) -> L.Trainer:
     options = dict(
         accelerator="cpu",
         devices=1,
@@ -51,7 +52,7 @@ def _trainer(root: Path, max_epochs: int, **kwargs: Any) -> L.Trainer:
         enable_model_summary=False,
         deterministic=True,
         num_sanity_val_steps=0,
-        callbacks=[ModelCheckpoint(dirpath=root, save_last=True, save_top_k=0)],
+        callbacks=[ModelCheckpoint(dirpath=root, save_last=True, save_top_k=0), *callbacks],
         default_root_dir=root,
     )
     options.update(kwargs)
@@ -81,19 +82,20 @@ def resume_pair(
     *,
     epochs: int = 2,
     stop_after: int = 1,
+    make_callbacks: Callable[[], list[L.Callback]] = list,
     **trainer_kwargs: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Final checkpoints of an uninterrupted run and of a stop-after-``stop_after``-then-resume run."""
     L.seed_everything(SEED, workers=True)
-    _trainer(root / "straight", epochs, **trainer_kwargs).fit(make_model(), make_data())
+    _trainer(root / "straight", epochs, make_callbacks(), **trainer_kwargs).fit(make_model(), make_data())
     L.seed_everything(SEED, workers=True)
-    first = _trainer(root / "first", epochs, **trainer_kwargs)
+    first = _trainer(root / "first", epochs, make_callbacks(), **trainer_kwargs)
     first.callbacks.append(StopAfter(stop_after))
     first.fit(make_model(), make_data())
     assert first.current_epoch == stop_after, f"expected to stop after {stop_after} epochs, got {first.current_epoch}"
     # A different global RNG state before resuming: the resumed run must not depend on it.
     L.seed_everything(SEED + 1, workers=True)
-    _trainer(root / "second", epochs, **trainer_kwargs).fit(
+    _trainer(root / "second", epochs, make_callbacks(), **trainer_kwargs).fit(
         make_model(), make_data(), ckpt_path=str(root / "first" / "last.ckpt")
     )
     return load_checkpoint(root / "straight" / "last.ckpt"), load_checkpoint(root / "second" / "last.ckpt")

@@ -50,7 +50,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lt_noise.callbacks import AttentionalWeightFigures
+from lt_noise.callbacks import ABSGDStages, AttentionalWeightFigures
 from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import ABSGD, Classifier
 from lt_noise.optim import LRSchedule, OptimizerConfig
@@ -75,30 +75,32 @@ def _data(root: str | None, seed: int, batch_size: int, workers: int, **kwargs) 
     return FashionMNISTDataModule(**options)
 
 
-def _arms(experiment: str, epochs: int, backbone: str, lam: float) -> dict[str, tuple[type, dict]]:
+def _arms(experiment: str, epochs: int, backbone: str, lam: float) -> dict[str, tuple[type, dict, list]]:
     decay = max(1, (2 * epochs) // 3)  # lr x0.1 for the last third (the paper's CIFAR schedules decay late)
     common = dict(backbone=backbone,
                   optimizer=OptimizerConfig(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4),
                   lr_schedule=LRSchedule(name="multistep", milestones=(decay,), gamma=0.1))
     if experiment == "lt":
         return {
-            "SGD (CE)": (Classifier, dict(common, loss="ce")),
-            f"ABSGD (CE), two-stage lam={lam:g}": (ABSGD, dict(common, loss="ce", lam=lam, gamma=0.5, stage2_epoch=decay)),
+            "SGD (CE)": (Classifier, dict(common, loss="ce"), []),
+            f"ABSGD (CE), two-stage lam={lam:g}": (
+                ABSGD, dict(common, loss="ce", lam=lam, gamma=0.5), [ABSGDStages(stage2_epoch=decay)]),
         }
     return {
-        "SGD (SCE)": (Classifier, dict(common, loss="sce", loss_args=SCE_ARGS)),
+        "SGD (SCE)": (Classifier, dict(common, loss="sce", loss_args=SCE_ARGS), []),
         f"ABSGD (SCE), two-stage lam={lam:g}, floor add": (
-            ABSGD, dict(common, loss="sce", loss_args=SCE_ARGS, lam=lam, gamma=0.5, floor="add", stage2_epoch=decay)),
+            ABSGD, dict(common, loss="sce", loss_args=SCE_ARGS, lam=lam, gamma=0.5, floor="add"),
+            [ABSGDStages(stage2_epoch=decay)]),
     }
 
 
-def _run(cls: type, kwargs: dict, dm: FashionMNISTDataModule, seed: int, epochs: int) -> dict:
+def _run(cls: type, kwargs: dict, callbacks: list, dm: FashionMNISTDataModule, seed: int, epochs: int) -> dict:
     L.seed_everything(seed, workers=True)
     model = cls(num_classes=dm.num_classes, class_counts=dm.class_counts, input_shape=dm.input_shape,
                 noise_rate=dm.noise_rate, **kwargs)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, deterministic=True,
-                        num_sanity_val_steps=0)
+                        num_sanity_val_steps=0, callbacks=callbacks)
     start = time.time()
     trainer.fit(model, dm)
     report = model.reports["val"]  # the last epoch's evaluation on the test set
@@ -152,10 +154,10 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             dm = _data(args.root, seed, args.batch_size, args.workers, **data_options)
             lam = args.lam_lt if experiment == "lt" else args.lam_noise
-            for arm, (cls, kwargs) in _arms(experiment, epochs, args.backbone, lam).items():
+            for arm, (cls, kwargs, callbacks) in _arms(experiment, epochs, args.backbone, lam).items():
                 if args.arms != "both" and (cls is ABSGD) != (args.arms == "absgd"):
                     continue
-                result = _run(cls, kwargs, dm, seed, epochs)
+                result = _run(cls, kwargs, callbacks, dm, seed, epochs)
                 summary["results"].setdefault(experiment, {}).setdefault(arm, {})[str(seed)] = result
                 print(f"[{experiment}] seed {seed} {arm}: last {result['last_acc']:.4f} best {result['best_acc']:.4f} "
                       f"(epoch {result['best_epoch']}) tail(<{TAIL_BELOW}) {result['tail_acc']:.4f} "
