@@ -40,7 +40,7 @@ from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_
 from lt_noise.seeding import global_seed  # re-exported: its historical home
 from lt_noise.validation import check_choice, check_int, check_interval
 
-__all__ = ["DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split", "global_seed"]
+__all__ = ["ComposedTrainingSet", "DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split", "global_seed"]
 
 IMBALANCE_KINDS = imbalance_lib.IMBALANCE_KINDS
 
@@ -63,6 +63,36 @@ class Split:
 
     images: Sequence[Any]
     labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class ComposedTrainingSet:
+    """The training set the datamodule composed from the base training split: subsampled, corrupted and
+    split (see the module docstring), all arrays by training index.
+
+    Attributes:
+        images: the base split's images (``images[positions[i]]`` is training sample i).
+        positions: (N,) int64 position of each training sample in the base split.
+        clean: (N,) int64 clean labels (diagnostics only).
+        observed: (N,) int64 observed (possibly corrupted) labels.
+        class_counts: observed samples per class (what count-dependent losses receive; none is 0).
+        clean_class_counts: clean samples per class (diagnostics only).
+        val_positions: base-split positions of the held-out validation part (None without ``val_fraction``).
+        val_observed: its observed labels (None without ``val_fraction``).
+    """
+
+    images: Sequence[Any]
+    positions: np.ndarray
+    clean: np.ndarray
+    observed: np.ndarray
+    class_counts: tuple[int, ...]
+    clean_class_counts: tuple[int, ...]
+    val_positions: np.ndarray | None
+    val_observed: np.ndarray | None
+
+    @property
+    def size(self) -> int:
+        return len(self.positions)
 
 
 class EpochLoaderFactory(Protocol):
@@ -184,7 +214,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.sampling = sampling
         self.max_train_per_class = max_train_per_class
-        self._built: dict[str, Any] | None = None
+        self._composed: ComposedTrainingSet | None = None
         self._test: Split | None = None
         self._val: Split | None = None
         self._epoch_loader: EpochLoaderFactory | None = None
@@ -226,32 +256,32 @@ class LTNoiseDataModule(L.LightningDataModule):
     @property
     def class_counts(self) -> list[int]:
         """Observed (after-noise) class counts of the training set, as count-dependent losses need."""
-        return np.bincount(self._build()["observed"], minlength=self.num_classes).tolist()
+        return list(self._compose().class_counts)
 
     @property
     def clean_class_counts(self) -> list[int]:
         """Clean class counts of the training set (diagnostics only)."""
-        return np.bincount(self._build()["clean"], minlength=self.num_classes).tolist()
+        return list(self._compose().clean_class_counts)
 
     @property
     def observed_targets(self) -> np.ndarray:
         """The observed label of every training sample, by training index."""
-        return self._build()["observed"]
+        return self._compose().observed
 
     @property
     def clean_targets(self) -> np.ndarray:
         """Diagnostics only: the clean label of every training sample, by training index."""
-        return self._build()["clean"]
+        return self._compose().clean
 
     @property
     def is_noisy(self) -> np.ndarray:
         """Diagnostics only: whether each training sample's observed label differs from the clean one."""
-        built = self._build()
-        return built["observed"] != built["clean"]
+        composed = self._compose()
+        return composed.observed != composed.clean
 
     @property
     def train_size(self) -> int:
-        return len(self._build()["positions"])
+        return self._compose().size
 
     # ----------------------------------------------------------------------------------------------
     # Composition
@@ -280,9 +310,10 @@ class LTNoiseDataModule(L.LightningDataModule):
         val_mask[np.concatenate(val)] = True
         return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
 
-    def _build(self) -> dict[str, Any]:
-        if self._built is not None:
-            return self._built
+    def _compose(self) -> ComposedTrainingSet:
+        """Subsample, corrupt and split the base training set, once (the result is cached)."""
+        if self._composed is not None:
+            return self._composed
         train = self.load_split("train")
         labels = np.asarray(train.labels, dtype=np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
@@ -294,21 +325,25 @@ class LTNoiseDataModule(L.LightningDataModule):
         clean = labels[positions]
         observed = np.asarray(self.observed_labels(clean, positions), dtype=np.int64)
         keep, val = self._hold_out(observed) if self.val_fraction > 0 else (np.arange(len(clean)), None)
-        built: dict[str, Any] = {
-            "images": train.images,
-            "positions": positions[keep],
-            "clean": clean[keep],
-            "observed": observed[keep],
-            "val": None if val is None else (positions[val], observed[val]),
-        }
-        empty = [c for c, n in enumerate(np.bincount(built["observed"], minlength=self.num_classes)) if n == 0]
+        counts = np.bincount(observed[keep], minlength=self.num_classes)
+        # No empty class (docs/conventions.md): count-dependent losses take a log or a power of each count.
+        empty = [c for c, n in enumerate(counts) if n == 0]
         if empty:
             raise ValueError(
                 f"Expected every class to keep at least one training sample, but classes {empty} are empty "
                 f"after subsampling (imbalance={self.imbalance!r}, ratio={self.imbalance_ratio}) and noise"
             )
-        self._built = built
-        return built
+        self._composed = ComposedTrainingSet(
+            images=train.images,
+            positions=positions[keep],
+            clean=clean[keep],
+            observed=observed[keep],
+            class_counts=tuple(counts.tolist()),
+            clean_class_counts=tuple(np.bincount(clean[keep], minlength=self.num_classes).tolist()),
+            val_positions=None if val is None else positions[val],
+            val_observed=None if val is None else observed[val],
+        )
+        return self._composed
 
     def _test_split(self) -> Split:
         if self._test is None:
@@ -351,11 +386,11 @@ class LTNoiseDataModule(L.LightningDataModule):
         if unknown or not views:
             raise ValueError(f"Expected views from {tuple(makers)}, but got {tuple(views)}")
         transforms = tuple(makers[v]() for v in views)
-        built = self._build()
+        composed = self._compose()
         return IndexedDataset(
-            built["images"],
-            built["positions"],
-            built["observed"],
+            composed.images,
+            composed.positions,
+            composed.observed,
             transforms[0] if len(transforms) == 1 else transforms,
             seed=self.seed,
         )
@@ -366,15 +401,14 @@ class LTNoiseDataModule(L.LightningDataModule):
         return IndexedDataset(test.images, np.arange(len(labels)), labels, self.eval_transform(), seed=self.seed)
 
     def val_dataset(self) -> IndexedDataset:
-        val = self._build()["val"]
-        if val is None:
+        composed = self._compose()
+        if composed.val_positions is None:
             official = self._val_split()
             if official is None:
                 return self.test_dataset()
             labels = np.asarray(official.labels, dtype=np.int64)
             return IndexedDataset(official.images, np.arange(len(labels)), labels, self.eval_transform(), seed=self.seed)
-        positions, observed = val
-        return IndexedDataset(self._build()["images"], positions, observed, self.eval_transform(), seed=self.seed)
+        return IndexedDataset(composed.images, composed.val_positions, composed.val_observed, self.eval_transform(), seed=self.seed)
 
     def loader(self, dataset, *, train: bool, batch_size: int | None = None, sampler=None) -> DataLoader:
         """A loader with the project's samplers (or ``sampler``) and this datamodule's worker settings."""
@@ -393,7 +427,7 @@ class LTNoiseDataModule(L.LightningDataModule):
     # LightningDataModule hooks
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate"):
-            self._build()
+            self._compose()
             self._val_split()
         if stage in (None, "fit", "validate", "test", "predict"):
             self._test_split()
@@ -428,13 +462,16 @@ class LTNoiseDataModule(L.LightningDataModule):
 
     def summary(self) -> dict[str, Any]:
         """Sizes and realised noise of the composed training set (for logs and results files)."""
-        built = self._build()
+        composed = self._compose()
         noisy = self.is_noisy
         official = self._val_split()
-        val_size = len(built["val"][0]) if built["val"] is not None else 0 if official is None else len(official.labels)
+        if composed.val_positions is not None:
+            val_size = len(composed.val_positions)
+        else:
+            val_size = 0 if official is None else len(official.labels)
         return {
             "dataset": type(self).__name__,
-            "train_size": int(len(built["positions"])),
+            "train_size": int(composed.size),
             "val_size": int(val_size),
             "test_size": int(len(self._test_split().labels)),
             "class_counts": self.class_counts,

@@ -1,11 +1,14 @@
 """The base datamodule's composition: subsampling -> noise -> held-out part, all seeded."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from support.fixtures import write_cifar10, write_mnist_like
 
 from lt_noise.data import imbalance, noise
 from lt_noise.data.modules import CIFAR10DataModule, DatasetNotFoundError, FashionMNISTDataModule
+from lt_noise.data.modules.base import ComposedTrainingSet
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +130,18 @@ def test_max_train_per_class_caps_before_the_long_tail(root):
     np.testing.assert_array_equal(dm.clean_targets, labels[expected])
     with pytest.raises(ValueError, match="max_train_per_class"):
         _dm(root, max_train_per_class=0)
+
+
+def test_the_composition_is_one_frozen_record_with_its_class_counts(root):
+    dm = _dm(root, imbalance="exp", imbalance_ratio=10, noise="symmetric", noise_rate=0.4, seed=3, val_fraction=0.1)
+    composed = dm._compose()
+    assert composed is dm._compose()  # composed once
+    assert isinstance(composed, ComposedTrainingSet) and composed.size == dm.train_size == len(composed.positions)
+    assert list(composed.class_counts) == np.bincount(composed.observed, minlength=10).tolist() == dm.class_counts
+    assert list(composed.clean_class_counts) == np.bincount(composed.clean, minlength=10).tolist()
+    assert len(composed.val_positions) == len(composed.val_observed) == len(dm.val_dataset()) > 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        composed.observed = composed.clean
 
 
 def test_a_method_registered_epoch_loader_replaces_the_training_loader(root):
