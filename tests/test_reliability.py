@@ -2,10 +2,11 @@
 dataset, for exact resume, DDP parity, determinism, non-finite losses and foreign checkpoints; and bad input
 for every registered loss and every datamodule.
 
-Methods are discovered, so a method added later is covered without a new line here. ``METHOD_KWARGS``
-only makes the built-in methods exercise their distinctive state within three tiny epochs (ABSGD's stage
-switch, Dynamic Loss's end of warm-up, the curriculum's measured margin); a new method can set a class
-attribute ``TEST_KWARGS`` for the same purpose.
+Methods are discovered, so a method added later is covered without a new line here. ``METHOD_KWARGS`` and
+``METHOD_CALLBACKS`` only make the built-in methods exercise their distinctive state within three tiny epochs
+(ABSGD's stage switch, Dynamic Loss's end of warm-up and its split, the curriculum's measured margin and
+its diagnostics); a new method can set a class attribute ``TEST_KWARGS`` for the same purpose. Under DDP
+the diagnostics are compared too (``DDP_CHECKS``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from support.cli import cli_config, load_class
 from support.fixtures import write_mnist_like
 from support.runs import assert_same_state, assert_same_weights, load_checkpoint, resume_pair, run_cli_fit
 
@@ -29,16 +31,27 @@ from lt_noise.methods import Classifier, NonFiniteLossError
 
 METHODS = {name: cls for name, cls in vars(methods).items() if inspect.isclass(cls) and issubclass(cls, Classifier)}
 METHOD_KWARGS = {
-    "ABSGD": {"lam": 2.0, "gamma": 0.5, "stage2_epoch": 1},
-    "Curriculum": {"loss": "mae", "mode": "scale", "tau": 2.0, "expected_margin": "measure"},
+    "ABSGD": {"lam": 2.0, "gamma": 0.5},
+    "Curriculum": {"loss": "mae", "mode": "scale", "tau": 2.0, "expected_margin": "measure", "measure_batches": 3},
     "DynamicLoss": {"warmup_epochs": 1},
     "MixupClassifier": {"mixup_alpha": 1.0},
+}
+# The trainer callbacks of a method's runs, as config entries: schedules and the diagnostics whose state
+# resume and DDP parity must keep too.
+METHOD_CALLBACKS = {
+    "ABSGD": [{"class_path": "lt_noise.callbacks.ABSGDStages", "init_args": {"stage2_epoch": 1}}],
+    "Curriculum": [{"class_path": "lt_noise.callbacks.CurriculumDiagnostics", "init_args": {"log_every_n_steps": 3}}],
+    "DynamicLoss": [{"class_path": "lt_noise.callbacks.DynamicLossDiagnostics", "init_args": {"every_n_epochs": 100}}],
 }
 BATCH = 16  # per process; the 1-process runs use 2 * BATCH
 
 
 def method_kwargs(name: str) -> dict:
     return {**getattr(METHODS[name], "TEST_KWARGS", {}), **METHOD_KWARGS.get(name, {})}
+
+
+def method_callbacks(name: str) -> list[L.Callback]:
+    return [load_class(c["class_path"])(**c.get("init_args", {})) for c in METHOD_CALLBACKS.get(name, [])]
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +85,11 @@ def test_resume_after_any_epoch_is_exact(name, root, tmp_path):
     def data():
         return make_data(root)
 
-    straight, resumed = resume_pair(lambda: make_model(name, data()), data, tmp_path, epochs=3, stop_after=1)
+    straight, resumed = resume_pair(lambda: make_model(name, data()), data, tmp_path, epochs=3, stop_after=1,
+                                    make_callbacks=lambda: method_callbacks(name))
     assert_same_state(straight, resumed)
-    second = resume_pair(lambda: make_model(name, data()), data, tmp_path / "two", epochs=3, stop_after=2)[1]
+    second = resume_pair(lambda: make_model(name, data()), data, tmp_path / "two", epochs=3, stop_after=2,
+                         make_callbacks=lambda: method_callbacks(name))[1]
     assert_same_state(straight, second)
 
 
@@ -87,7 +102,8 @@ def test_same_seed_gives_the_same_run_and_another_seed_another_one(name, root, t
         data = make_data(root, seed=seed)
         model = make_model(name, data)
         L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, deterministic=True, default_root_dir=tmp_path / str(i)).fit(model, data)
+                  enable_model_summary=False, deterministic=True, default_root_dir=tmp_path / str(i),
+                  callbacks=method_callbacks(name)).fit(model, data)
         runs.append((data.observed_targets.copy(), {k: v.clone() for k, v in model.state_dict().items()}))
     (labels_a, weights_a), (labels_b, weights_b), (labels_c, weights_c) = runs
     np.testing.assert_array_equal(labels_a, labels_b)
@@ -98,16 +114,35 @@ def test_same_seed_gives_the_same_run_and_another_seed_another_one(name, root, t
 
 
 def _cli_config(name, root):
-    init_args = {"backbone": "mlp", "backbone_args": {"hidden": [32]},
-                 "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
-                 "lr_schedule": {"name": "multistep", "milestones": [2], "gamma": 0.5}, **method_kwargs(name)}
-    return {
-        "seed_everything": 5,
-        "trainer": {"max_epochs": 3},
-        "model": {"class_path": f"lt_noise.methods.{name}", "init_args": init_args},
-        "data": {"class_path": "lt_noise.data.modules.FashionMNISTDataModule",
-                 "init_args": {"root": str(root), "seed": 3, **DATA_ARGS}},
-    }
+    model = {"backbone_args": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+             "lr_schedule": {"name": "multistep", "milestones": [2], "gamma": 0.5}, **method_kwargs(name)}
+    return cli_config(name, root, model=model, data={"seed": 3, **DATA_ARGS}, callbacks=METHOD_CALLBACKS.get(name),
+                      seed=5, max_epochs=3)
+
+
+def _callback_state(checkpoint, name):
+    return [state for key, state in checkpoint["callbacks"].items() if name in key][0]
+
+
+def _same_splits(single, double):
+    """Dynamic Loss: the same bins and meta sets in every epoch (the ranks agreed: the method checks it)."""
+    one, two = (_callback_state(c, "DynamicLossDiagnostics")["history"] for c in (single, double))
+    assert [h["split_digest"] for h in one] == [h["split_digest"] for h in two] and len(one) == 3
+
+
+def _same_curriculum_statistics(single, double):
+    """Curriculum: E[Δ] measured on the same 3 global batches, the diagnostics' sums over every sample once."""
+    for key in ("loss_fn.margin_sum", "loss_fn.margin_count"):
+        torch.testing.assert_close(single["state_dict"][key], double["state_dict"][key], rtol=1e-6, atol=1e-6)
+    assert float(single["state_dict"]["loss_fn.margin_count"]) == 3 * 2 * BATCH
+    one, two = (_callback_state(c, "CurriculumDiagnostics") for c in (single, double))
+    torch.testing.assert_close(one["totals"], two["totals"], rtol=1e-5, atol=1e-8)
+    assert one["epoch_counts"].sum() == two["epoch_counts"].sum() > 0
+    assert (one["epoch_counts"] - two["epoch_counts"]).abs().sum() <= 6  # a margin on a bin edge may move
+
+
+# What DDP parity also compares for a method, beyond the weights and the evaluations.
+DDP_CHECKS = {"DynamicLoss": _same_splits, "Curriculum": _same_curriculum_statistics}
 
 
 @pytest.mark.ddp
@@ -121,6 +156,8 @@ def test_ddp_two_processes_follow_one_process_with_the_same_global_batch(name, r
     for a, b in zip(single["lt_noise"]["history"], double["lt_noise"]["history"]):
         assert a["num_samples"] == b["num_samples"] == 51  # each test sample counted once on 2 ranks
         assert a["acc"] == pytest.approx(b["acc"], abs=0.02 + 1e-9)
+    if name in DDP_CHECKS:
+        DDP_CHECKS[name](single, double)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from support.fashion import fashion_mnist_root
+from support.methods import build_method
 
 from lt_noise.callbacks import PrototypeDiagnostics
 from lt_noise.callbacks import pal as pal_callback
@@ -25,7 +26,6 @@ from lt_noise.data.modules import FashionMNISTDataModule
 from lt_noise.methods import PAL, Classifier
 from lt_noise.methods.mislas import WeightScaledHead
 from lt_noise.models import AnchoredHead, CosineHead, LinearHead
-from lt_noise.optim import LRSchedule, OptimizerConfig
 
 
 def _min_angle_numpy(rows: np.ndarray) -> float:
@@ -63,9 +63,8 @@ def _fit(model, fm_root, tmp_path, callbacks=()):
 
 
 def _model(cls, **kwargs):
-    torch.manual_seed(0)
-    return cls(num_classes=10, input_shape=(1, 28, 28), backbone="mlp", backbone_args={"hidden": [32, 16]},
-               optimizer=OptimizerConfig(lr=0.05), lr_schedule=LRSchedule(name="constant"), **kwargs)
+    return build_method(cls, seed=0, num_classes=10, input_shape=(1, 28, 28), backbone="mlp", backbone_args={"hidden": [32, 16]},
+                        **kwargs)
 
 
 def test_learned_head_angle_and_feature_norms_match_independent_computations(fm_root, tmp_path):

@@ -7,16 +7,12 @@ Independent references: eq. (2) and Algorithm 1 written out by hand in float64 N
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import io
 import math
 import re
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import lightning as L
 import numpy as np
@@ -24,6 +20,8 @@ import pytest
 import torch
 import yaml
 from support.fashion import data_facts, fashion_mnist_data, fashion_mnist_root
+from support.cli import cli_config, load_class, print_config
+from support.methods import Flatten, build_method
 from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -41,15 +39,6 @@ NUM_CLASSES = 3
 FEATURES = 6  # a linear model on 1x2x3 "images"
 
 
-class Flatten(nn.Module):
-    """Identity backbone: the network is then the linear head alone, logits = W x + b."""
-
-    feature_dim = FEATURES
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)
-
-
 def _linear_data(n=12, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 1, 2, 3)) * 2.0
@@ -63,15 +52,10 @@ def _loader(x, y, batch_size, dtype=torch.float64):
 
 
 def _linear_model(cls=ABSGD, **kwargs):
-    options = dict(
-        num_classes=NUM_CLASSES,
-        input_shape=(1, 2, 3),
-        backbone=Flatten(),
-        optimizer=OptimizerConfig(name="sgd", lr=0.3, momentum=0.9, weight_decay=0.01),
-        lr_schedule=LRSchedule(name="constant"),
-    )
-    options.update(kwargs)
-    return cls(**options)
+    """The linear head alone (an identity backbone): logits = W x + b."""
+    options = {"num_classes": NUM_CLASSES, "input_shape": (1, 2, 3), "backbone": Flatten(FEATURES),
+               "optimizer": OptimizerConfig(name="sgd", lr=0.3, momentum=0.9, weight_decay=0.01)}
+    return build_method(cls, **{**options, **kwargs})
 
 
 def _fit_steps(model, loader, steps, tmp_path, **kwargs):
@@ -101,14 +85,7 @@ _data = fashion_mnist_data
 
 
 def _fm_model(dm, **kwargs):
-    options = dict(
-        **data_facts(dm),
-        backbone="cnn4",
-        optimizer=OptimizerConfig(lr=0.05),
-        lr_schedule=LRSchedule(name="multistep", milestones=(2,), gamma=0.5),
-    )
-    options.update(kwargs)
-    return ABSGD(**options)
+    return build_method(ABSGD, dm, **{"backbone": "cnn4", "lr_schedule": LRSchedule(name="multistep", milestones=(2,), gamma=0.5), **kwargs})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -294,30 +271,18 @@ def test_stages_given_twice_or_to_another_method_are_an_error(fm_root, tmp_path)
 # ----------------------------------------------------------------------------------------------------
 
 
-def _cli_config(root, **stage_args):
-    init_args = {"backbone": "mlp", "backbone_args": {"hidden": [64, 32]},
-                 "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
-                 "lr_schedule": {"name": "constant"}, "lam": 1.0, "gamma": 0.5}
-    stages = {"class_path": "lt_noise.callbacks.ABSGDStages",
-              "init_args": {"stage1_lam": 20.0, "stage2_epoch": 1, **stage_args}}
-    return {
-        "seed_everything": 7,
-        "trainer": {"max_epochs": 2, "callbacks": [stages]},
-        "model": {"class_path": "lt_noise.methods.ABSGD", "init_args": init_args},
-        "data": {
-            "class_path": "lt_noise.data.modules.FashionMNISTDataModule",
-            # drop_last: a padded last batch (duplicates under DDP) would differ from the single process's
-            "init_args": {"root": str(root), "num_workers": 0, "imbalance": "exp", "imbalance_ratio": 5,
-                          "augment": "crop_flip", "drop_last": True},
-        },
-    }
-
-
 @pytest.mark.ddp
 def test_ddp_two_processes_follow_the_one_process_trajectory_across_a_freeze(fm_root, tmp_path):
     """2 ranks x B with the global normalizer = 1 process x 2B, across a stage switch with a mid-run freeze
     (the reliability matrix runs the switch without a freeze)."""
-    config = _cli_config(fm_root, stage2_freeze="backbone_except_last_block")
+    stages = {"class_path": "lt_noise.callbacks.ABSGDStages",
+              "init_args": {"stage1_lam": 20.0, "stage2_epoch": 1, "stage2_freeze": "backbone_except_last_block"}}
+    config = cli_config(
+        "ABSGD", fm_root, callbacks=[stages],
+        model={"backbone_args": {"hidden": [64, 32]}, "lr_schedule": {"name": "constant"}, "lam": 1.0, "gamma": 0.5},
+        # drop_last: a padded last batch (duplicates under DDP) would differ from the single process's
+        data={"imbalance": "exp", "imbalance_ratio": 5, "augment": "crop_flip", "drop_last": True},
+    )
     single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=32)
     double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=16,
                          extra_args=("--trainer.strategy", "ddp_find_unused_parameters_true"))
@@ -451,23 +416,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = sorted(p.name for p in CONFIGS.glob("absgd_*.yaml"))
 
 
-def _print_config(*args: str) -> dict:
-    """What ``lt-noise fit ARGS --print_config`` prints (parsed and validated; nothing instantiated)."""
-    from lt_noise.cli import LTNoiseCLI
-
-    out = io.StringIO()
-    with mock.patch.object(sys, "argv", ["lt-noise"]), contextlib.redirect_stdout(out), \
-            pytest.raises(SystemExit) as stop:
-        LTNoiseCLI(args=[*args, "--print_config"], run=False)
-    assert stop.value.code in (0, None), out.getvalue()
-    return yaml.safe_load(out.getvalue())
-
-
-def _load(class_path: str):
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 def test_every_table_has_its_configs():
     assert {"absgd_cifar10.yaml", "absgd_cifar100.yaml", "absgd_cifar10_cb.yaml", "absgd_cifar100_cb.yaml",
             "absgd_imagenet_lt.yaml", "absgd_places_lt.yaml", "absgd_inaturalist.yaml", "absgd_cifar10_noisy.yaml",
@@ -479,14 +427,14 @@ def test_config_parses_builds_and_documents_its_row(name):
     path = CONFIGS / name
     header = path.read_text().split("\nseed_everything")[0]
     assert re.search(r"Table \d", header) and "row" in header, f"{name}: the header must name its table and row"
-    config = _print_config("--config", str(path))
+    config = print_config("--config", str(path))
     model = dict(config["model"]["init_args"])
-    data = _load(config["data"]["class_path"])(**config["data"]["init_args"])
+    data = load_class(config["data"]["class_path"])(**config["data"]["init_args"])
     if str(model["backbone"]).startswith("torchvision/"):
         model.update(backbone="mlp", backbone_args=None)  # no download; the ABSGD arguments are under test
     model.update(init_from=None, num_classes=10, input_shape=data.input_shape, noise_rate=data.noise_rate)
-    built = _load(config["model"]["class_path"])(**model)
-    callbacks = [_load(c["class_path"])(**c.get("init_args", {})) for c in config["trainer"]["callbacks"] or []]
+    built = load_class(config["model"]["class_path"])(**model)
+    callbacks = [load_class(c["class_path"])(**c.get("init_args", {})) for c in config["trainer"]["callbacks"] or []]
     if not isinstance(built, ABSGD):
         assert name.endswith("_stage1.yaml")
         return
@@ -516,12 +464,12 @@ def test_config_parses_builds_and_documents_its_row(name):
 
 
 def test_header_commands_parse():
-    config = _print_config("--config", str(CONFIGS / "absgd_cifar10_cb.yaml"), "--model.init_args.loss", "ldam",
+    config = print_config("--config", str(CONFIGS / "absgd_cifar10_cb.yaml"), "--model.init_args.loss", "ldam",
                            "--model.init_args.loss_args", "{max_m: 0.5, s: 30}", "--model.init_args.head", "cosine",
                            "--data.init_args.imbalance", "step", "--data.init_args.imbalance_ratio", "10")
     assert config["model"]["init_args"]["loss"] == "ldam" and config["model"]["init_args"]["head"] == "cosine"
     assert config["data"]["init_args"]["imbalance"] == "step" and config["data"]["init_args"]["imbalance_ratio"] == 10
-    config = _print_config("--config", str(CONFIGS / "absgd_cifar100_noisy.yaml"), "--model.init_args.backbone",
+    config = print_config("--config", str(CONFIGS / "absgd_cifar100_noisy.yaml"), "--model.init_args.backbone",
                            "resnet34_cifar", "--data.init_args.noise", "asymmetric", "--data.init_args.noise_exact",
                            "false", "--model.init_args.lam", ".inf")
     assert math.isinf(config["model"]["init_args"]["lam"]) and config["data"]["init_args"]["noise_exact"] is False

@@ -4,13 +4,14 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from support.fashion import data_facts, fashion_mnist_data, fashion_mnist_root
-from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
+from support.fashion import fashion_mnist_data, fashion_mnist_root
+from support.methods import build_method
+from support.runs import assert_same_state, resume_pair
 
 from lt_noise.callbacks import DeferredReweighting
 from lt_noise.losses import class_balanced_weights
 from lt_noise.methods import Classifier, NonFiniteLossError
-from lt_noise.optim import LRSchedule, OptimizerConfig
+from lt_noise.optim import LRSchedule
 
 fm_root = fashion_mnist_root(n_train=400, n_test=101)
 
@@ -19,14 +20,10 @@ _data = fashion_mnist_data
 
 
 def _model(dm, **kwargs):
-    options = dict(
-        **data_facts(dm),
-        backbone="cnn4",
-        optimizer=OptimizerConfig(lr=0.05),
-        lr_schedule=LRSchedule(name="multistep", milestones=(1,), gamma=0.5),
-    )
-    options.update(kwargs)
-    return Classifier(**options)
+    return build_method(Classifier, dm, **{"backbone": "cnn4", "lr_schedule": SCHEDULE, **kwargs})
+
+
+SCHEDULE = LRSchedule(name="multistep", milestones=(1,), gamma=0.5)
 
 
 def _trainer(tmp_path, **kwargs):
@@ -160,38 +157,6 @@ def test_a_checkpoint_of_another_class_count_or_method_is_refused(fm_root, tmp_p
     hundred = _model(dm, num_classes=100, class_counts=None)
     with pytest.raises(ValueError, match="num_classes=100.*num_classes=10"):
         hundred.on_load_checkpoint(torch.load(checkpoint, weights_only=False))
-
-
-def _cli_config(root):
-    return {
-        "seed_everything": 7,
-        "trainer": {"max_epochs": 2},
-        "model": {
-            "class_path": "lt_noise.methods.Classifier",
-            "init_args": {"backbone": "mlp", "backbone_args": {"hidden": [64]},
-                          "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
-                          "lr_schedule": {"name": "cosine"}},
-        },
-        "data": {
-            "class_path": "lt_noise.data.modules.FashionMNISTDataModule",
-            "init_args": {"root": str(root), "num_workers": 0, "noise": "symmetric", "noise_rate": 0.2,
-                          "imbalance": "exp", "imbalance_ratio": 4, "augment": "crop_flip"},
-        },
-    }
-
-
-@pytest.mark.ddp
-def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path):
-    config = _cli_config(fm_root)
-    single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=32)
-    double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=16)
-    assert single["global_step"] == double["global_step"] > 0
-    assert_same_weights(single, double, atol=2e-5)
-    # evaluation on 2 ranks counted each of the 100 test samples exactly once (gathered confusion matrix)
-    history_one, history_two = single["lt_noise"]["history"], double["lt_noise"]["history"]
-    for a, b in zip(history_one, history_two):
-        assert a["num_samples"] == b["num_samples"] == 101
-        assert a["acc"] == pytest.approx(b["acc"], abs=1e-6)
 
 
 def test_init_from_loads_the_network_or_only_the_backbone(fm_root, tmp_path):

@@ -6,22 +6,20 @@ torch/NumPy, never with lt_noise's loss modules.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import importlib
 import io
 import math
 import re
-import sys
 from pathlib import Path
-from unittest import mock
 
 import lightning as L
 import pytest
 import torch
 import yaml
 from support.fashion import fashion_mnist_data, fashion_mnist_root
-from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
+from support.cli import load_class, print_config
+from support.methods import build_method
+from support.runs import assert_same_state, resume_pair
 
 from lt_noise.callbacks import CurriculumDiagnostics
 from lt_noise.methods import Classifier, Curriculum
@@ -39,12 +37,8 @@ def _data(root, **kwargs):
 
 
 def _model(dm=None, cls=Curriculum, **kwargs):
-    options = dict(num_classes=10, input_shape=(1, 28, 28), backbone="mlp", backbone_args={"hidden": [32]},
-                   optimizer=OptimizerConfig(lr=0.05), lr_schedule=LRSchedule(name="multistep", milestones=(1,), gamma=0.5))
-    if dm is not None:
-        options.update(class_counts=dm.class_counts, noise_rate=dm.noise_rate)
-    options.update(kwargs)
-    return cls(**options)
+    options = {"num_classes": 10, "input_shape": (1, 28, 28), "lr_schedule": LRSchedule(name="multistep", milestones=(1,), gamma=0.5)}
+    return build_method(cls, dm, **{**options, **kwargs})
 
 
 def _p_label(logits, target):
@@ -232,44 +226,6 @@ def test_resume_with_a_measured_margin_gives_the_uninterrupted_run(fm_root, tmp_
     assert straight["callbacks"]["CurriculumDiagnostics"]["epochs"] == [0, 1, 2]
 
 
-def _cli_config(root):
-    return {
-        "seed_everything": 3,
-        "trainer": {"max_epochs": 2, "callbacks": [
-            {"class_path": "lt_noise.callbacks.CurriculumDiagnostics", "init_args": {"log_every_n_steps": 3}}]},
-        "model": {
-            "class_path": "lt_noise.methods.Curriculum",
-            "init_args": {"backbone": "mlp", "backbone_args": {"hidden": [64]}, "loss": "mae", "mode": "scale",
-                          "tau": 2.0, "expected_margin": "measure", "measure_batches": 3,
-                          "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
-                          "lr_schedule": {"name": "cosine"}},
-        },
-        "data": {
-            "class_path": "lt_noise.data.modules.FashionMNISTDataModule",
-            "init_args": {"root": str(root), "num_workers": 0, "noise": "symmetric", "noise_rate": 0.4,
-                          "augment": "crop_flip"},
-        },
-    }
-
-
-@pytest.mark.ddp
-def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path):
-    config = _cli_config(fm_root)
-    single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=32)
-    double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=16)
-    assert single["global_step"] == double["global_step"] > 0
-    assert_same_weights(single, double, atol=2e-5)
-    # E[Δ] measured on the same 96 samples (each rank its shard, all-reduced)
-    for key in ("loss_fn.margin_sum", "loss_fn.margin_count"):
-        torch.testing.assert_close(single["state_dict"][key], double["state_dict"][key], rtol=1e-6, atol=1e-6)
-    assert float(single["state_dict"]["loss_fn.margin_count"]) == 96
-    # the diagnostics' sums cover every sample once, whatever the number of processes
-    one, two = (c["callbacks"]["CurriculumDiagnostics"] for c in (single, double))
-    torch.testing.assert_close(one["totals"], two["totals"], rtol=1e-5, atol=1e-8)
-    assert one["epoch_counts"].sum() == two["epoch_counts"].sum() == 2 * 320
-    assert (one["epoch_counts"] - two["epoch_counts"]).abs().sum() <= 4  # a margin on a bin edge may move
-
-
 # ----------------------------------------------------------------------------------------------------
 # Configs: every curriculum_* and apl_* config parses, offline (print_config instantiates nothing)
 CONFIG_FILES = sorted(p.name for p in CONFIGS.glob("curriculum_*.yaml")) + sorted(p.name for p in CONFIGS.glob("apl_*.yaml"))
@@ -303,27 +259,6 @@ APL_LOSS = {
 }
 
 
-def _load(class_path: str):
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def _print_config(*args: str, subcommand: bool = False) -> dict:
-    """The config ``lt-noise [fit] ARGS --print_config`` prints: parsed and validated, nothing instantiated.
-
-    Without ``subcommand`` the CLI is built with ``run=False`` (one parser instead of one per subcommand,
-    2-3x faster; the same model/data/trainer arguments as ``fit``).
-    """
-    from lt_noise.cli import LTNoiseCLI
-
-    out = io.StringIO()
-    args = ("fit", *args) if subcommand else args
-    with mock.patch.object(sys, "argv", ["lt-noise"]), contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stop:
-        LTNoiseCLI(args=[*args, "--print_config"], run=subcommand)
-    assert stop.value.code in (0, None), out.getvalue()
-    return yaml.safe_load(out.getvalue())
-
-
 def test_the_configs_exist():
     names = set(CONFIG_FILES)
     assert {f"apl_{d}_{loss.replace('+', '_')}.yaml" for d, loss in APL_LOSS} <= names
@@ -336,19 +271,19 @@ def test_config_parses_offline_and_documents_its_row(name):
     path = CONFIGS / name
     header = path.read_text().split("\n\n")[0]
     assert re.search(r"Tables? \d+", header) and "row" in header.lower(), f"{name}: header must name its table and row"
-    config = _print_config("--config", str(path))
+    config = print_config("--config", str(path))
     model = config["model"]["init_args"]
     # the classes accept the arguments (constructing a datamodule reads no file; the data facts the CLI
     # links into the model come from the datamodule's class). A small stand-in backbone keeps this fast;
     # the configured one must be registered.
-    data = _load(config["data"]["class_path"])(**config["data"]["init_args"])
+    data = load_class(config["data"]["class_path"])(**config["data"]["init_args"])
     assert model["backbone"] in available_backbones()
-    built = _load(config["model"]["class_path"])(
+    built = load_class(config["model"]["class_path"])(
         **{**model, "num_classes": data.num_classes, "input_shape": data.input_shape, "noise_rate": data.noise_rate,
            "backbone": "mlp", "backbone_args": {"hidden": [8]}}
     )
     for callback in config["trainer"]["callbacks"] or []:
-        _load(callback["class_path"])(**callback.get("init_args", {}))
+        load_class(callback["class_path"])(**callback.get("init_args", {}))
     if name.startswith("curriculum_"):
         assert isinstance(built, Curriculum) == (model["loss"] not in ("nce", "nce+mae"))
         assert any(c["class_path"].endswith("CurriculumDiagnostics") for c in config["trainer"]["callbacks"])
@@ -367,13 +302,13 @@ def test_config_parses_offline_and_documents_its_row(name):
 
 
 def test_noise_is_settable_from_the_command_line():
-    config = _print_config("--config", str(CONFIGS / "apl_cifar10_nce_rce.yaml"), "--data.init_args.noise", "asymmetric",
+    config = print_config("--config", str(CONFIGS / "apl_cifar10_nce_rce.yaml"), "--data.init_args.noise", "asymmetric",
                            "--data.init_args.noise_rate", "0.3", subcommand=True)
     assert config["data"]["init_args"]["noise"] == "asymmetric" and config["data"]["init_args"]["noise_rate"] == 0.3
-    config = _print_config("--config", str(CONFIGS / "curriculum_cifar100_mae_scale.yaml"), "--model.init_args.tau", "3.0",
+    config = print_config("--config", str(CONFIGS / "curriculum_cifar100_mae_scale.yaml"), "--model.init_args.tau", "3.0",
                            "--data.init_args.human_labels", "noisy")
     assert config["model"]["init_args"]["tau"] == 3.0 and config["data"]["init_args"]["human_labels"] == "noisy"
-    assert _load(config["data"]["class_path"])(**config["data"]["init_args"]).human_labels == "noisy"  # CIFAR-100N
-    config = _print_config("--config", str(CONFIGS / "curriculum_cifar10_aul.yaml"), "--model.init_args.loss_args",
+    assert load_class(config["data"]["class_path"])(**config["data"]["init_args"]).human_labels == "noisy"  # CIFAR-100N
+    config = print_config("--config", str(CONFIGS / "curriculum_cifar10_aul.yaml"), "--model.init_args.loss_args",
                            "{a: 3.0, q: 0.7}")  # the AUL† row of Table 2
     assert config["model"]["init_args"]["loss_args"] == {"a": 3.0, "q": 0.7}

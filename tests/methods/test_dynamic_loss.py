@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from support.fashion import data_facts, fashion_mnist_data, fashion_mnist_root
-from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
+from support.fashion import fashion_mnist_data, fashion_mnist_root
+from support.methods import build_method
+from support.runs import assert_same_state, resume_pair
 
 from lt_noise.methods import DynamicLoss
 from lt_noise.methods import dynamic_loss as dl
@@ -27,10 +28,7 @@ def _data(root, **kwargs):
 
 
 def _model(dm, **kwargs):
-    options = dict(**data_facts(dm), backbone="mlp", backbone_args={"hidden": [32]}, optimizer=OptimizerConfig(lr=0.05),
-                   lr_schedule=LRSchedule(name="cosine"), warmup_epochs=1, bins=10)
-    options.update(kwargs)
-    return DynamicLoss(**options)
+    return build_method(DynamicLoss, dm, **{"lr_schedule": LRSchedule(name="cosine"), "warmup_epochs": 1, "bins": 10, **kwargs})
 
 
 def _trainer(tmp_path, **kwargs):
@@ -383,35 +381,3 @@ def test_resume_after_the_warm_up_gives_the_uninterrupted_run(fm_root, tmp_path)
     assert straight["global_step"] > 0
     assert_same_state(straight, resumed)
 
-
-def _cli_config(root):
-    return {
-        "seed_everything": 7,
-        "trainer": {"max_epochs": 3, "callbacks": [{"class_path": "lt_noise.callbacks.DynamicLossDiagnostics",
-                                                    "init_args": {"every_n_epochs": 100}}]},
-        "model": {
-            "class_path": "lt_noise.methods.DynamicLoss",
-            "init_args": {"backbone": "mlp", "backbone_args": {"hidden": [32]}, "warmup_epochs": 1, "bins": 10,
-                          "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
-                          "lr_schedule": {"name": "cosine"}},
-        },
-        "data": {
-            "class_path": "lt_noise.data.modules.FashionMNISTDataModule",
-            "init_args": {"root": str(root), "num_workers": 0, "noise": "class_frequency", "noise_rate": 0.3,
-                          "imbalance": "exp", "imbalance_ratio": 4, "augment": "crop_flip", "seed": 0},
-        },
-    }
-
-
-@pytest.mark.ddp
-def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path):
-    config = _cli_config(fm_root)
-    single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=32)
-    double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=16)
-    assert single["global_step"] == double["global_step"] > 0
-    assert_same_weights(single, double, atol=1e-5)
-    # the same bins and meta sets in every epoch (and the ranks agreed: the method checks it each epoch)
-    digest = [state for key, state in single["callbacks"].items() if "DynamicLossDiagnostics" in key][0]
-    digest_two = [state for key, state in double["callbacks"].items() if "DynamicLossDiagnostics" in key][0]
-    assert [h["split_digest"] for h in digest["history"]] == [h["split_digest"] for h in digest_two["history"]]
-    assert len(digest["history"]) == 3

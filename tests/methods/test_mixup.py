@@ -13,7 +13,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from support.methods import Flatten, build_method
 
 from lt_noise.methods import Classifier, MixupClassifier, PAL
 from lt_noise.methods import mixup as mixup_module
@@ -22,16 +22,8 @@ from lt_noise.methods.mixup import draw_mixup, mixup_partners
 NUM_CLASSES = 3
 
 
-class Flatten(nn.Module):
-    feature_dim = 6
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)
-
-
 def _model(cls=MixupClassifier, **kwargs):
-    torch.manual_seed(0)
-    model = cls(num_classes=NUM_CLASSES, input_shape=(1, 2, 3), backbone=Flatten(), **kwargs).double()
+    model = build_method(cls, seed=0, num_classes=NUM_CLASSES, input_shape=(1, 2, 3), backbone=Flatten(6), **kwargs).double()
     model.log = lambda *args, **kwargs: None  # training_step outside a Trainer
     return model
 

@@ -7,17 +7,13 @@ Independent references: logits and losses written out in float64 NumPy from the 
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import inspect
 import io
 import math
 import re
 import shlex
-import sys
 import warnings
 from pathlib import Path
-from unittest import mock
 
 import lightning as L
 import numpy as np
@@ -25,6 +21,8 @@ import pytest
 import torch
 import yaml
 from support.fashion import data_facts, fashion_mnist_root
+from support.cli import cli_config, load_class, print_config
+from support.methods import build_method
 from support.runs import assert_same_state, assert_same_weights, resume_pair, run_cli_fit
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -41,7 +39,7 @@ NUM_CLASSES = 4
 FEATURES = 6
 
 
-class Flatten(nn.Module):
+class LinearBackbone(nn.Module):
     """A trainable linear backbone, so that the features (and the logits) have a closed form."""
 
     feature_dim = FEATURES
@@ -55,11 +53,9 @@ class Flatten(nn.Module):
 
 
 def _model(cls=PAL, **kwargs):
-    options = dict(num_classes=NUM_CLASSES, class_counts=[40, 20, 10, 5], input_shape=(1, 2, 3), backbone=Flatten(),
-                   optimizer=OptimizerConfig(lr=0.5), lr_schedule=LRSchedule(name="constant"))
-    options.update(kwargs)
-    torch.manual_seed(0)  # the backbone's initialisation
-    return cls(**options)
+    options = {"num_classes": NUM_CLASSES, "class_counts": [40, 20, 10, 5], "input_shape": (1, 2, 3),
+               "backbone": LinearBackbone(), "optimizer": OptimizerConfig(lr=0.5)}
+    return build_method(cls, seed=0, **{**options, **kwargs})  # seeded after the backbone's initialisation
 
 
 def _batch(n=10, seed=0):
@@ -254,21 +250,15 @@ def test_resume_restores_the_prototypes_and_replays_exactly(fm_root, tmp_path, c
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("class_path,extra", [("lt_noise.methods.PAL", {"mixup_alpha": 1.0}),
-                                              ("lt_noise.methods.FNPAL", {"scale": "noise_aware"})])
-def test_ddp_two_processes_follow_the_one_process_trajectory(fm_root, tmp_path, class_path, extra):
-    config = {
-        "seed_everything": 7,
-        "trainer": {"max_epochs": 2},
-        "model": {"class_path": class_path, "init_args": {
-            "backbone": "mlp", "backbone_args": {"hidden": [64, 32]}, "loss": "ce",
-            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
-            "lr_schedule": {"name": "constant"}, **extra}},
-        "data": {"class_path": "lt_noise.data.modules.FashionMNISTDataModule",
-                 # drop_last: a padded last batch (duplicates under DDP) would differ from the single process's
-                 "init_args": {"root": str(fm_root), "num_workers": 0, "noise": "symmetric", "noise_rate": 0.4,
-                               "augment": "crop", "drop_last": True}},
-    }
+@pytest.mark.parametrize("method,extra", [("PAL", {"mixup_alpha": 1.0}), ("FNPAL", {"scale": "noise_aware"})])
+def test_ddp_two_processes_follow_the_one_process_trajectory_with_mixup_and_the_noise_aware_scale(fm_root, tmp_path, method, extra):
+    # beyond the reliability matrix's PAL and FNPAL runs: mixup across the global batch, the noise-aware scale
+    config = cli_config(
+        method, fm_root,
+        model={"backbone_args": {"hidden": [64, 32]}, "loss": "ce", "lr_schedule": {"name": "constant"}, **extra},
+        # drop_last: a padded last batch (duplicates under DDP) would differ from the single process's
+        data={"noise": "symmetric", "noise_rate": 0.4, "augment": "crop", "drop_last": True},
+    )
     single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=32)
     double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=16)
     assert single["global_step"] == double["global_step"] > 0
@@ -284,21 +274,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name.startswith(("pal_", "fnpal_", "mislas_")))
 # A documented command line in a header: "#   LABEL:   --option value ...".
 OVERRIDE_LINE = re.compile(r"^#\s+([^:]+):\s+(--.*)$")
-
-
-def _print_config(*args: str) -> dict:
-    from lt_noise.cli import LTNoiseCLI
-
-    out = io.StringIO()
-    with mock.patch.object(sys, "argv", ["lt-noise"]), contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stop:
-        LTNoiseCLI(args=[*args, "--print_config"], run=False)
-    assert stop.value.code in (0, None), out.getvalue()
-    return yaml.safe_load(out.getvalue())
-
-
-def _load(class_path: str):
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def _variants(name: str) -> list[tuple[str, list[str]]]:
@@ -322,21 +297,21 @@ def test_config_and_its_documented_command_lines_parse_and_build(name):
     assert re.search(r"Tables? \d", header) and "row" in header, f"{name}: the header must name its table and row"
     variants = _variants(name)
     for label, args in variants:
-        config = _print_config("--config", str(CONFIGS / name), *args)
+        config = print_config("--config", str(CONFIGS / name), *args)
         model = dict(config["model"]["init_args"])
-        data = _load(config["data"]["class_path"])(**config["data"]["init_args"])
+        data = load_class(config["data"]["class_path"])(**config["data"]["init_args"])
         assert model["backbone"] in available_backbones() or model["backbone"].startswith("torchvision/")
         # ImageNet-LT reads its class count from the split files: not here
         num_classes = 1000 if isinstance(inspect.getattr_static(type(data), "num_classes"), property) else data.num_classes
         # A small backbone (no download; d >= k - 1: closed-form prototypes): the method's arguments are under test.
         model.update(backbone="mlp", backbone_args={"hidden": [num_classes]}, init_from=None, num_classes=num_classes,
                      class_counts=list(range(5, 5 + num_classes)), input_shape=(1, 4, 4), noise_rate=data.noise_rate)
-        cls = _load(config["model"]["class_path"])
+        cls = load_class(config["model"]["class_path"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MiSLAS without init_from
             built = cls(**model)
         for callback in config["trainer"]["callbacks"] or []:
-            _load(callback["class_path"])(**callback.get("init_args", {}))
+            load_class(callback["class_path"])(**callback.get("init_args", {}))
         if isinstance(built, FNPAL) and "webvision" not in name and not label.startswith("Norm"):  # 10 for APL losses, else noise-aware
             apl = model["loss"] in ("nce+mae", "nce+rce", "nfl+rce")
             assert built.scale == pytest.approx(10.0 if apl else 0.25 / (0.05 + data.noise_rate)), (name, label)
