@@ -2,9 +2,11 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
+from support.cli import print_config
 
 from lt_noise.sweep import collect, load_table, markdown_table, plan_runs, run_config, run_sweep, status, write_csv
 
@@ -278,3 +280,27 @@ def test_x_values_place_columns_on_a_numeric_axis(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match="x_values"):
         load_table(path)
+
+
+TABLES = sorted((Path(__file__).resolve().parents[1] / "tools" / "tables").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TABLES, ids=[p.stem for p in TABLES])
+def test_every_row_of_the_shipped_tables_parses_with_the_cli(path, tmp_path):
+    """Each row's config with its overrides (in the first column that runs it) is a valid CLI config: the
+    ABSGD rows' stage callbacks, DRW, the methods' arguments (print_config instantiates nothing)."""
+    root = Path(__file__).resolve().parents[1]
+    table = load_table(path)
+    seen = set()
+    for run in plan_runs(table, out=tmp_path / "runs", root=root, seeds=[0]):
+        if run.row in seen:
+            continue
+        seen.add(run.row)
+        config = tmp_path / f"{len(seen)}.yaml"
+        config.write_text(yaml.safe_dump(run_config(run)))
+        parsed = print_config("--config", str(config))
+        assert parsed["model"]["class_path"].startswith("lt_noise.methods."), run.row
+        if parsed["model"]["class_path"].endswith("ABSGD"):  # stages as the callback, not the deprecated arguments
+            init_args = parsed["model"]["init_args"]
+            assert init_args["stage2_epoch"] == 0 and init_args["stage2_freeze"] == "none", run.row
+    assert seen == set(table.rows)
