@@ -44,6 +44,14 @@ METHOD_CALLBACKS = {
     "DynamicLoss": [{"class_path": "lt_noise.callbacks.DynamicLossDiagnostics", "init_args": {"every_n_epochs": 100}}],
 }
 BATCH = 16  # per process; the 1-process runs use 2 * BATCH
+# The variants resume and DDP parity hold for (DESIGN.md §5-6): the batched in-memory path (the default
+# for this data) at float32 and under bf16 autocast, and the per-sample path of the decoded-file datasets.
+VARIANTS = {"fp32": ("32-true", "batched"), "bf16": ("bf16-mixed", "batched"), "per-sample": ("32-true", "per_sample")}
+# The per-sample path is the same machinery for every method: two methods (plain ERM and the one with
+# its own per-epoch loaders) cover it.
+PER_SAMPLE_METHODS = ("Classifier", "DynamicLoss")
+CASES = [pytest.param(name, variant, id=f"{name}-{variant}") for name in sorted(METHODS) for variant in VARIANTS
+         if variant != "per-sample" or name in PER_SAMPLE_METHODS]
 
 
 def method_kwargs(name: str) -> dict:
@@ -80,16 +88,18 @@ def make_model(name, data, **overrides):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_resume_after_any_epoch_is_exact(name, root, tmp_path):
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_resume_after_any_epoch_is_exact(name, variant, root, tmp_path):
+    precision, pipeline = VARIANTS[variant]
+
     def data():
-        return make_data(root)
+        return make_data(root, pipeline=pipeline)
 
     straight, resumed = resume_pair(lambda: make_model(name, data()), data, tmp_path, epochs=3, stop_after=1,
-                                    make_callbacks=lambda: method_callbacks(name))
+                                    make_callbacks=lambda: method_callbacks(name), precision=precision)
     assert_same_state(straight, resumed)
     second = resume_pair(lambda: make_model(name, data()), data, tmp_path / "two", epochs=3, stop_after=2,
-                         make_callbacks=lambda: method_callbacks(name))[1]
+                         make_callbacks=lambda: method_callbacks(name), precision=precision)[1]
     assert_same_state(straight, second)
 
 
@@ -113,32 +123,43 @@ def test_same_seed_gives_the_same_run_and_another_seed_another_one(name, root, t
     assert any(not torch.equal(weights_a[k], weights_c[k]) for k in weights_a if weights_a[k].is_floating_point())
 
 
-def _cli_config(name, root):
+def _cli_config(name, root, variant="fp32"):
+    precision, pipeline = VARIANTS[variant]
     model = {"backbone_args": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
              "lr_schedule": {"name": "multistep", "milestones": [2], "gamma": 0.5}, **method_kwargs(name)}
-    return cli_config(name, root, model=model, data={"seed": 3, **DATA_ARGS}, callbacks=METHOD_CALLBACKS.get(name),
-                      seed=5, max_epochs=3)
+    config = cli_config(name, root, model=model, data={"seed": 3, **DATA_ARGS, "pipeline": pipeline},
+                        callbacks=METHOD_CALLBACKS.get(name), seed=5, max_epochs=3)
+    config["trainer"]["precision"] = precision
+    return config
 
 
 def _callback_state(checkpoint, name):
     return [state for key, state in checkpoint["callbacks"].items() if name in key][0]
 
 
-def _same_splits(single, double):
-    """Dynamic Loss: the same bins and meta sets in every epoch (the ranks agreed: the method checks it)."""
+def _same_splits(single, double, variant):
+    """Dynamic Loss: the same bins and meta sets in every epoch (the ranks agreed: the method checks it).
+    Under bf16 the ranking after the first epoch ranks with slightly different weights, so samples near a
+    bin edge may change bin: from the identical initial weights (epoch 0) the split is still the same."""
     one, two = (_callback_state(c, "DynamicLossDiagnostics")["history"] for c in (single, double))
-    assert [h["split_digest"] for h in one] == [h["split_digest"] for h in two] and len(one) == 3
+    epochs = 1 if variant == "bf16" else 3
+    assert [h["split_digest"] for h in one][:epochs] == [h["split_digest"] for h in two][:epochs]
+    assert len(one) == len(two) == 3 and [h["meta_size"] for h in one[1:]] == [h["meta_size"] for h in two[1:]]
 
 
-def _same_curriculum_statistics(single, double):
+def _same_curriculum_statistics(single, double, variant):
     """Curriculum: E[Δ] measured on the same 3 global batches, the diagnostics' sums over every sample once."""
+    rtol = 1e-4 if variant == "bf16" else 1e-6  # margins of bf16 logits, summed in another order
     for key in ("loss_fn.margin_sum", "loss_fn.margin_count"):
-        torch.testing.assert_close(single["state_dict"][key], double["state_dict"][key], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(single["state_dict"][key], double["state_dict"][key], rtol=rtol, atol=1e-6)
     assert float(single["state_dict"]["loss_fn.margin_count"]) == 3 * 2 * BATCH
     one, two = (_callback_state(c, "CurriculumDiagnostics") for c in (single, double))
-    torch.testing.assert_close(one["totals"], two["totals"], rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(one["totals"], two["totals"], rtol=5e-3 if variant == "bf16" else 1e-5, atol=1e-8)
     assert one["epoch_counts"].sum() == two["epoch_counts"].sum() > 0
-    assert (one["epoch_counts"] - two["epoch_counts"]).abs().sum() <= 6  # a margin on a bin edge may move
+    # A margin on a histogram bin edge may move to the next bin: a few in float32, up to 5% under bf16
+    # (its logits carry 8 significant bits).
+    moved = float((one["epoch_counts"] - two["epoch_counts"]).abs().sum())
+    assert moved <= (0.05 * float(one["epoch_counts"].sum()) if variant == "bf16" else 6)
 
 
 # What DDP parity also compares for a method, beyond the weights and the evaluations.
@@ -146,18 +167,41 @@ DDP_CHECKS = {"DynamicLoss": _same_splits, "Curriculum": _same_curriculum_statis
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_ddp_two_processes_follow_one_process_with_the_same_global_batch(name, root, tmp_path):
-    config = _cli_config(name, root)
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_ddp_two_processes_follow_one_process_with_the_same_global_batch(name, variant, root, tmp_path):
+    config = _cli_config(name, root, variant)
     single = run_cli_fit(config, tmp_path / "one", devices=1, batch_size=2 * BATCH)
     double = run_cli_fit(config, tmp_path / "two", devices=2, batch_size=BATCH)
     assert single["global_step"] == double["global_step"] > 0
-    assert_same_weights(single, double, atol=5e-5, rtol=1e-4)
+    # bf16 autocast: the ranks' gradients are summed in another order and a weight that moves by 1e-7
+    # can round a bf16 activation the other way; Adam (Dynamic Loss's meta-net) turns such a difference
+    # in a near-zero gradient into a step of its learning rate. Looser, but far below a different run.
+    tolerance = {"atol": 5e-2, "rtol": 5e-2} if variant == "bf16" else {"atol": 5e-5, "rtol": 1e-4}
+    assert_same_weights(single, double, **tolerance)
     for a, b in zip(single["lt_noise"]["history"], double["lt_noise"]["history"]):
         assert a["num_samples"] == b["num_samples"] == 51  # each test sample counted once on 2 ranks
-        assert a["acc"] == pytest.approx(b["acc"], abs=0.02 + 1e-9)
+        # One test sample of 51 may flip (fp32), three under bf16's looser agreement.
+        assert a["acc"] == pytest.approx(b["acc"], abs=(3 if variant == "bf16" else 1) / 51 + 1e-9)
     if name in DDP_CHECKS:
-        DDP_CHECKS[name](single, double)
+        DDP_CHECKS[name](single, double, variant)
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-mixed"])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_in_float64_and_under_bf16_with_channels_last(name, precision, root, tmp_path):
+    """DESIGN.md §5: `precision: 64-true` and `bf16-mixed` (with the channels-last layout) for every method,
+    Dynamic Loss's meta step and ranking pass included, on the batched path with augmentation."""
+    L.seed_everything(3)
+    data = make_data(root)
+    model = make_model(name, data, backbone="cnn4", backbone_args={}, channels_last=precision == "bf16-mixed")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, precision=precision, default_root_dir=tmp_path,
+                        callbacks=method_callbacks(name))
+    trainer.fit(model, data)
+    expected = torch.float64 if precision == "64-true" else torch.float32
+    assert all(p.dtype == expected for p in model.net.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert len(model.history) == 2 and all(math.isfinite(r["acc"]) for r in model.history)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

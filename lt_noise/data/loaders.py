@@ -14,15 +14,27 @@ them in place under DDP (it only injects its own sampler when the loader's sampl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
+from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
+from lt_noise.data.batched import BatchKeySampler, InMemoryDataset
 from lt_noise.distributed import world  # re-exported: its historical home
 from lt_noise.validation import check_positive_int
 
-__all__ = ["ClassAwareSampler", "EpochSampler", "EvalSampler", "SAMPLINGS", "make_loader", "world"]
+__all__ = [
+    "ClassAwareSampler",
+    "EpochSampler",
+    "EvalSampler",
+    "SAMPLINGS",
+    "batch_loader",
+    "fetch_batch",
+    "make_loader",
+    "world",
+]
 
 # Training-set sampling schemes: "instance" (each sample once per epoch), "class_balanced" (class uniform,
 # then instance uniform: Kang et al. 2020's class-balanced sampling for classifier re-training) and
@@ -139,10 +151,17 @@ def make_loader(
     sampler: DistributedSampler | None = None,
 ) -> DataLoader:
     """A DataLoader with the project's samplers (training: :class:`EpochSampler`, else :class:`EvalSampler`,
-    unless a ``sampler`` is given)."""
+    unless a ``sampler`` is given).
+
+    An :class:`~lt_noise.data.batched.InMemoryDataset` is served a whole batch per item (the batched path:
+    the sampler's keys grouped by :class:`~lt_noise.data.batched.BatchKeySampler`, no worker processes,
+    the batch already on the dataset's device); any other dataset per sample, with ``num_workers``.
+    """
     check_positive_int("batch_size", batch_size)
     if sampler is None:
         sampler = EpochSampler(dataset, seed=seed, drop_last=drop_last) if train else EvalSampler(dataset)
+    if isinstance(dataset, InMemoryDataset):
+        return DataLoader(dataset, batch_size=None, sampler=BatchKeySampler(sampler, batch_size, drop_last=drop_last and train))
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -153,3 +172,24 @@ def make_loader(
         # Workers survive across epochs: re-forking them every epoch costs seconds on small datasets.
         persistent_workers=num_workers > 0,
     )
+
+
+def batch_loader(dataset: Dataset, batches: Sequence[Sequence[int]] | Sequence[np.ndarray], *, num_workers: int = 0,
+                 pin_memory: bool = False) -> DataLoader:
+    """A loader that yields exactly the given batches of indices (or ``(index, epoch)`` keys), in order:
+    whole batches from an :class:`~lt_noise.data.batched.InMemoryDataset`, collated samples otherwise."""
+    if isinstance(dataset, InMemoryDataset):
+        return DataLoader(dataset, batch_size=None, sampler=[np.asarray(b, dtype=np.int64) for b in batches])
+    keys = [[tuple(int(v) for v in k) if np.ndim(k) else int(k) for k in b] for b in batches]
+    return DataLoader(dataset, batch_sampler=keys, num_workers=num_workers, pin_memory=pin_memory,
+                      persistent_workers=num_workers > 0)
+
+
+def fetch_batch(dataset: Dataset, keys: np.ndarray) -> Any:
+    """One batch of ``dataset`` for ``keys`` ((B,) indices or (B, 2) ``(index, epoch)`` keys), collated as a
+    loader would: a single call on an :class:`~lt_noise.data.batched.InMemoryDataset`, per sample otherwise."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if isinstance(dataset, InMemoryDataset):
+        return dataset[keys]
+    items = [dataset[(int(i), int(e))] for i, e in keys] if keys.ndim == 2 else [dataset[int(i)] for i in keys]
+    return default_collate(items)

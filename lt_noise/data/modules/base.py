@@ -9,6 +9,13 @@ Every benchmark datamodule subclasses :class:`LTNoiseDataModule` and implements 
 2. label corruption of the kept samples (``noise``, ``noise_rate``, ...);
 3. an optional held-out validation part of the corrupted training set (``val_fraction``).
 
+Two data paths serve the loaders (``pipeline``): datasets held in memory as a uint8 array (MNIST,
+Fashion-MNIST, CIFAR, CIFAR-N, the synthetic set, cached image lists) take the batched path of
+:mod:`lt_noise.data.batched` (the images as one tensor on the training device, whole batches gathered and
+augmented there, no worker processes); decoded-file datasets take the per-sample path
+(:class:`~lt_noise.data.datasets.IndexedDataset` with ``num_workers`` loader processes). Both key each
+sample's augmentation by ``(seed, epoch, index)``.
+
 The test split is never subsampled or corrupted. With ``val_fraction=0`` (the default) the validation
 loader is the test set, which is how the five papers report "best epoch" accuracy; set ``val_fraction``
 for honest model selection on held-out noisy training data.
@@ -32,8 +39,11 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+import torch
+
 from lt_noise.data import imbalance as imbalance_lib
 from lt_noise.data import noise as noise_lib
+from lt_noise.data.batched import BATCHED_AUGMENTATIONS, BatchTransform, InMemoryDataset, to_image_batch
 from lt_noise.data.datasets import IndexedDataset
 from lt_noise.data.loaders import SAMPLINGS, ClassAwareSampler, make_loader
 from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_train_transform
@@ -43,6 +53,8 @@ from lt_noise.validation import check_choice, check_int, check_interval
 __all__ = ["ComposedTrainingSet", "DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split", "global_seed"]
 
 IMBALANCE_KINDS = imbalance_lib.IMBALANCE_KINDS
+# "auto": the batched in-memory path where the data and augmentation allow it, else per sample.
+PIPELINES = ("auto", "batched", "per_sample")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -138,6 +150,12 @@ class LTNoiseDataModule(L.LightningDataModule):
         max_train_per_class: keep at most this many training samples of each class (seeded), before the
             imbalance profile, which then starts from this cap: a smaller, CPU-sized version of a
             benchmark (None = all).
+        pipeline: ``"auto"`` (default): the batched in-memory path (:mod:`lt_noise.data.batched`) when the
+            images are an in-memory uint8 array and the augmentation is one it implements
+            (:data:`~lt_noise.data.batched.BATCHED_AUGMENTATIONS`, with AutoAugment and Cutout), else the
+            per-sample path; ``"batched"`` requires the batched path (an error says why when it cannot);
+            ``"per_sample"`` forces the per-sample path. The batched path uses no worker processes
+            (``num_workers`` applies to the per-sample path only).
     """
 
     num_classes: ClassVar[int] = 0
@@ -177,6 +195,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         sampling: str = "instance",
         max_train_per_class: int | None = None,
+        pipeline: str = "auto",
     ) -> None:
         super().__init__()
         check_choice("imbalance", imbalance, IMBALANCE_KINDS)
@@ -192,6 +211,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         check_int("num_workers", num_workers, minimum=0)
         check_int("max_train_per_class", max_train_per_class, minimum=1, optional=True)
         check_choice("sampling", sampling, SAMPLINGS)
+        check_choice("pipeline", pipeline, PIPELINES)
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
@@ -214,6 +234,9 @@ class LTNoiseDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.sampling = sampling
         self.max_train_per_class = max_train_per_class
+        self.pipeline = pipeline
+        # The in-memory images as (N, C, H, W) uint8 tensors, by split, for the batched path.
+        self._image_batches: dict[str, torch.Tensor] = {}
         self._composed: ComposedTrainingSet | None = None
         self._test: Split | None = None
         self._val: Split | None = None
@@ -379,36 +402,85 @@ class LTNoiseDataModule(L.LightningDataModule):
             image_size=self.image_size, mean=self.mean, std=self.std, resize_crop=self.eval_resize_crop
         )
 
-    def train_dataset(self, views: Sequence[str] = ("train",)) -> IndexedDataset:
-        """The training set with the given views per sample: ``"train"`` (augmented) or ``"eval"``."""
-        makers = {"train": self.train_transform, "eval": self.eval_transform}
-        unknown = [v for v in views if v not in makers]
-        if unknown or not views:
-            raise ValueError(f"Expected views from {tuple(makers)}, but got {tuple(views)}")
-        transforms = tuple(makers[v]() for v in views)
-        composed = self._compose()
-        return IndexedDataset(
-            composed.images,
-            composed.positions,
-            composed.observed,
-            transforms[0] if len(transforms) == 1 else transforms,
-            seed=self.seed,
-        )
+    def batch_transform(self, view: str) -> BatchTransform:
+        """The batched path's pipeline of a view: ``"train"`` (the augmentation) or ``"eval"`` (normalise)."""
+        check_choice("view", view, ("train", "eval"))
+        if view == "eval":
+            return BatchTransform(augment="none", image_size=self.image_size, mean=self.mean, std=self.std)
+        return BatchTransform(augment=self.augment, image_size=self.image_size, mean=self.mean, std=self.std,
+                              autoaugment=self.autoaugment, cutout=self.cutout)
 
-    def test_dataset(self) -> IndexedDataset:
+    @property
+    def batched(self) -> bool:
+        """Whether the loaders take the batched in-memory path (see ``pipeline``)."""
+        if self.pipeline == "per_sample":
+            return False
+        reason = self._batched_unavailable()
+        if reason is not None and self.pipeline == "batched":
+            raise ValueError(f"Expected data the batched path can serve with `pipeline: batched`, but {reason}; "
+                             "use `pipeline: auto` or `per_sample`")
+        return reason is None
+
+    def _batched_unavailable(self) -> str | None:
+        if self.augment not in BATCHED_AUGMENTATIONS:
+            return f"augment {self.augment!r} resizes each image (the batched path implements {BATCHED_AUGMENTATIONS})"
+        if self.eval_resize_crop:
+            return "its evaluation resizes each image"
+        images = self._compose().images
+        if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim in (3, 4)):
+            return "its images are not an in-memory uint8 array (they are decoded from files)"
+        return None
+
+    def _device(self) -> torch.device:
+        """The training device (where the batched path keeps its images): the trainer's, else the CPU."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _dataset(self, split: str, images: Any, positions: np.ndarray, labels: np.ndarray, views: Sequence[str]):
+        """``images[positions]`` with ``labels`` and one transform per view, on the path ``batched`` chooses."""
+        known = ("train", "eval")
+        if not views or any(v not in known for v in views):
+            raise ValueError(f"Expected views from {known}, but got {tuple(views)}")
+        if self.batched:
+            if split not in self._image_batches:
+                self._image_batches[split] = to_image_batch(images)
+            transforms = tuple(self.batch_transform(v) for v in views)
+            dataset = InMemoryDataset(self._image_batches[split], positions, labels,
+                                      transforms[0] if len(transforms) == 1 else transforms, seed=self.seed)
+            return dataset.to(self._device())
+        makers = {"train": self.train_transform, "eval": self.eval_transform}
+        transforms = tuple(makers[v]() for v in views)
+        return IndexedDataset(images, positions, labels, transforms[0] if len(transforms) == 1 else transforms, seed=self.seed)
+
+    def train_dataset(self, views: Sequence[str] = ("train",)) -> IndexedDataset | InMemoryDataset:
+        """The training set with the given views per sample: ``"train"`` (augmented) or ``"eval"``; an
+        :class:`InMemoryDataset` (one item = one batch) on the batched path."""
+        composed = self._compose()
+        return self._dataset("train", composed.images, composed.positions, composed.observed, views)
+
+    def test_dataset(self) -> IndexedDataset | InMemoryDataset:
         test = self._test_split()
         labels = np.asarray(test.labels, dtype=np.int64)
-        return IndexedDataset(test.images, np.arange(len(labels)), labels, self.eval_transform(), seed=self.seed)
+        return self._dataset("test", test.images, np.arange(len(labels)), labels, ("eval",))
 
-    def val_dataset(self) -> IndexedDataset:
+    def val_dataset(self) -> IndexedDataset | InMemoryDataset:
         composed = self._compose()
         if composed.val_positions is None:
             official = self._val_split()
             if official is None:
                 return self.test_dataset()
             labels = np.asarray(official.labels, dtype=np.int64)
-            return IndexedDataset(official.images, np.arange(len(labels)), labels, self.eval_transform(), seed=self.seed)
-        return IndexedDataset(composed.images, composed.val_positions, composed.val_observed, self.eval_transform(), seed=self.seed)
+            return self._dataset("val", official.images, np.arange(len(labels)), labels, ("eval",))
+        return self._dataset("train", composed.images, composed.val_positions, composed.val_observed, ("eval",))
+
+    @property
+    def training_set(self) -> ComposedTrainingSet:
+        """The composed training set (positions in the base split, clean and observed labels, counts)."""
+        return self._compose()
+
+    def loader_workers(self, dataset: Any) -> int:
+        """Worker processes for a loader of ``dataset``: none on the batched path (the data is in memory)."""
+        return 0 if isinstance(dataset, InMemoryDataset) else self.num_workers
 
     def loader(self, dataset, *, train: bool, batch_size: int | None = None, sampler=None) -> DataLoader:
         """A loader with the project's samplers (or ``sampler``) and this datamodule's worker settings."""
@@ -417,9 +489,9 @@ class LTNoiseDataModule(L.LightningDataModule):
             batch_size=batch_size or (self.batch_size if train else self.eval_batch_size),
             train=train,
             seed=self.seed,
-            num_workers=self.num_workers,
+            num_workers=self.loader_workers(dataset),
             drop_last=self.drop_last and train,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and not isinstance(dataset, InMemoryDataset),
             sampler=sampler,
         )
 

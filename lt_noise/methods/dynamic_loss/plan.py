@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from lt_noise.data.loaders import fetch_batch
 from lt_noise.data.sampling import EpochSplit, split_digest  # re-exported: the split's home is the data layer
 from lt_noise.seeding import sample_seed
 
@@ -165,22 +166,24 @@ class BatchPlanDataset(Dataset):
         phase, train_keys, meta_keys = item
         batch: dict[str, Any] = {"phase": phase}
         if train_keys is not None:
-            (weak, strong), labels, index = default_collate([self.two_views[(int(i), int(e))] for i, e in train_keys])
+            (weak, strong), labels, index = fetch_batch(self.two_views, train_keys)
             batch["train"] = (weak, strong, labels, index)
         if meta_keys is not None:
-            batch["meta"] = tuple(default_collate([self.augmented[(int(i), int(e))] for i, e in meta_keys]))
+            batch["meta"] = tuple(fetch_batch(self.augmented, meta_keys))
         return batch
 
 
 def batch_plan_loader(datamodule: Any, *, num_replicas: int, rank: int) -> DataLoader:
     """The loader of an epoch plan over ``datamodule``'s training set (set ``loader.sampler.plan`` each
     epoch), with the datamodule's worker settings; build it once per fit (its workers persist)."""
-    dataset = BatchPlanDataset(datamodule.train_dataset(views=("eval", "train")), datamodule.train_dataset(views=("train",)))
+    two_views = datamodule.train_dataset(views=("eval", "train"))
+    dataset = BatchPlanDataset(two_views, datamodule.train_dataset(views=("train",)))
+    workers = datamodule.loader_workers(two_views)
     return DataLoader(
         dataset,
         batch_size=None,
         sampler=BatchPlanSampler(num_replicas=num_replicas, rank=rank),
-        num_workers=datamodule.num_workers,
-        pin_memory=datamodule.pin_memory,
-        persistent_workers=datamodule.num_workers > 0,
+        num_workers=workers,
+        pin_memory=datamodule.pin_memory and workers > 0,
+        persistent_workers=workers > 0,
     )

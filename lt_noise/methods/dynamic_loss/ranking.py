@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from lt_noise.data.loaders import batch_loader
 from lt_noise.data.sampling import (
     EpochSplit,
     hierarchical_meta_split,
@@ -36,14 +37,10 @@ def ranking_loader(datamodule: Any, *, batch_size: int, num_replicas: int, rank:
     """Fixed contiguous chunks of ``batch_size`` training samples (eval view), chunk k on rank k mod W."""
     n = datamodule.train_size
     starts = range(rank * batch_size, n, num_replicas * batch_size)
-    chunks = [list(range(s, min(s + batch_size, n))) for s in starts]
-    return DataLoader(
-        datamodule.train_dataset(views=("eval",)),
-        batch_sampler=chunks,
-        num_workers=datamodule.num_workers,
-        pin_memory=datamodule.pin_memory,
-        persistent_workers=datamodule.num_workers > 0,
-    )
+    chunks = [np.arange(s, min(s + batch_size, n)) for s in starts]
+    dataset = datamodule.train_dataset(views=("eval",))
+    workers = datamodule.loader_workers(dataset)
+    return batch_loader(dataset, chunks, num_workers=workers, pin_memory=datamodule.pin_memory and workers > 0)
 
 
 @torch.no_grad()
@@ -73,7 +70,8 @@ def rank_training_set(
     indices, losses, predictions = [], [], []
     try:
         for x, labels, index in loader:
-            x, labels = x.to(device), labels.to(device)
+            # The module's dtype: float64 under `precision: 64-true` (autocast keeps float32 parameters).
+            x, labels = x.to(device=device, dtype=module.dtype), labels.to(device)
             with autocast():
                 logits = module(x)
             losses.append(module.per_sample_loss(logits.float(), labels).double())
