@@ -14,13 +14,21 @@ datamodule's diagnostics-only ``clean_targets`` / ``is_noisy`` (which the method
 - ``dynamic_loss/margin_count_correlation``: Spearman correlation between the learned q_j and the
   observed class counts (Fig. 4 expects it positive on long-tailed data).
 
-Every ``every_n_epochs`` epochs (and at the end of fit) it logs three TensorBoard figures:
+At the end of every training epoch it logs the label corrector's meta-gradient dL_meta/dg(r|y) of the
+epoch's meta steps (:attr:`DynamicLoss.corrector_grad_sum`, summed over the DDP ranks):
+``dynamic_loss/corrector_grad_abs`` (mean magnitude per sample), ``..._high_bins`` / ``..._low_bins``
+(its mean sign-carrying value over the top fifth and the bottom half of the loss bins: positive pushes g
+down, so a corrector that learns shows positive high-bin and negative low-bin values), and records the
+table g(r|y) of the ``g_classes`` largest classes.
+
+Every ``every_n_epochs`` epochs (and at the end of fit) it logs four TensorBoard figures:
 ``dynamic_loss/label_weights`` (Fig. 3: g(r|y) per class with the noisy fraction per bin),
-``dynamic_loss/margins`` (Fig. 4/8: q per class with the class counts) and
+``dynamic_loss/label_weights_over_epochs`` (Fig. 7: g(r|y) of the largest classes at every recorded
+epoch), ``dynamic_loss/margins`` (Fig. 4/8: q per class with the class counts) and
 ``dynamic_loss/corrected_label_accuracy`` (Fig. 6, over the epochs so far).
 
-The per-epoch records (``history``, with a checksum ``split_digest`` of the bins and meta set) are the
-callback's checkpoint state. Every rank computes the same numbers (the split is identical on all
+The per-epoch records (``history``, with a checksum ``split_digest`` of the bins and meta set, and the
+recorded g tables) are the callback's checkpoint state. Every rank computes the same numbers (the split is identical on all
 ranks); only rank 0 draws.
 """
 
@@ -36,11 +44,13 @@ from lightning.pytorch.callbacks import Callback
 from lt_noise.callbacks.dynamic_loss_plots import (
     corrected_label_accuracy_figure,
     label_weight_figure,
+    label_weights_over_epochs_figure,
     margin_figure,
     noisy_fraction_per_bin,
 )
 from lt_noise.callbacks.logging import log_figure, tensorboard
 from lt_noise.data.sampling import split_digest
+from lt_noise.distributed import all_reduce_
 from lt_noise.validation import check_positive_int
 
 __all__ = ["DynamicLossDiagnostics", "label_statistics", "spearman"]
@@ -86,12 +96,20 @@ class DynamicLossDiagnostics(Callback):
     Args:
         every_n_epochs: draw the figures every this many epochs (scalars are logged every epoch).
         max_classes: at most this many classes (evenly spaced) in the per-class g(r|y) figure.
+        g_classes: how many of the largest classes (by observed count) the g-over-epochs record keeps.
     """
 
-    def __init__(self, every_n_epochs: int = 5, max_classes: int = 10) -> None:
+    # The bins counted as "high loss" (the top fifth) and "low loss" (the bottom half) by the gradient scalars.
+    HIGH_BINS = 0.8
+    LOW_BINS = 0.5
+
+    def __init__(self, every_n_epochs: int = 5, max_classes: int = 10, g_classes: int = 3) -> None:
         self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
         self.max_classes = check_positive_int("max_classes", max_classes)
+        self.g_classes = check_positive_int("g_classes", g_classes)
         self.history: list[dict[str, Any]] = []
+        # (epoch, g table of the recorded classes (R, g_classes)) at the end of each epoch.
+        self.g_history: list[tuple[int, list[list[float]]]] = []
 
     # ----------------------------------------------------------------------------------------------
     def epoch_statistics(self, pl_module: L.LightningModule, datamodule: Any) -> dict[str, Any]:
@@ -140,8 +158,16 @@ class DynamicLossDiagnostics(Callback):
                     [r["epoch"] for r in records], [r["corrected_label_acc"] for r in records],
                     [r["observed_label_acc"] for r in records],
                     corrected_noisy=[r["corrected_label_acc_noisy"] for r in records],
+                    corrected_clean=[r["corrected_label_acc_clean"] for r in records],
                     warmup_epochs=pl_module.warmup_epochs,
                 ))
+            if self.g_history:
+                classes = self._g_classes(observed, num_classes)
+                tables = np.zeros((len(self.g_history), pl_module.num_bins, num_classes))
+                for i, (_, table) in enumerate(self.g_history):
+                    tables[i][:, classes] = np.asarray(table)
+                log_figure(trainer, "dynamic_loss/label_weights_over_epochs", label_weights_over_epochs_figure(
+                    [e for e, _ in self.g_history], tables, classes=classes, class_names=names))
         log_figure(trainer, "dynamic_loss/margins", margin_figure(
             pl_module.margin().detach().float().cpu().numpy(), np.bincount(observed, minlength=num_classes),
             clean_counts=getattr(datamodule, "clean_class_counts", None), class_names=names,
@@ -160,11 +186,51 @@ class DynamicLossDiagnostics(Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._figures(trainer, pl_module)
 
+    def _g_classes(self, observed: np.ndarray, num_classes: int) -> list[int]:
+        counts = np.bincount(observed, minlength=num_classes)
+        return sorted(np.argsort(-counts, kind="stable")[: self.g_classes].tolist())
+
+    def gradient_statistics(self, pl_module: L.LightningModule) -> dict[str, float]:
+        """The epoch's corrector meta-gradient (summed over DDP ranks): mean |dL/dg| per sample and the mean
+        dL/dg per sample in the high-loss and low-loss bins (NaN where no sample contributed)."""
+        total = torch.stack([pl_module.corrector_grad_sum, pl_module.corrector_grad_count])
+        all_reduce_(total)  # a collective: every rank calls it
+        grad, count = total[0].cpu().numpy(), total[1].cpu().numpy()
+        bins = grad.shape[0]
+        high, low = slice(int(self.HIGH_BINS * bins), bins), slice(0, int(self.LOW_BINS * bins))
+
+        def mean(values: np.ndarray, counts: np.ndarray) -> float:
+            return float(values.sum() / counts.sum()) if counts.sum() > 0 else float("nan")
+
+        visited = count > 0
+        cell_means = np.where(visited, grad / np.maximum(count, 1), 0.0)
+        return {
+            "corrector_grad_abs": float(np.abs(cell_means[visited]).mean()) if visited.any() else float("nan"),
+            "corrector_grad_high_bins": mean(grad[high], count[high]),
+            "corrector_grad_low_bins": mean(grad[low], count[low]),
+        }
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not pl_module.metanet.use_corrector or trainer.datamodule is None:
+            return
+        statistics = self.gradient_statistics(pl_module)
+        if pl_module.split is not None and pl_module.split.meta_indices is not None:
+            pl_module.log_dict({f"dynamic_loss/{k}": v for k, v in statistics.items() if v == v},
+                               on_step=False, on_epoch=True)
+            if self.history and self.history[-1]["epoch"] == trainer.current_epoch:
+                self.history[-1].update(statistics)
+        observed = np.asarray(trainer.datamodule.observed_targets, dtype=np.int64)
+        classes = self._g_classes(observed, pl_module.num_classes)
+        table = pl_module.metanet.corrector.table().detach().float().cpu().numpy()[:, classes]
+        self.g_history = [(e, t) for e, t in self.g_history if e < trainer.current_epoch]
+        self.g_history.append((int(trainer.current_epoch), np.round(table, 5).tolist()))
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._figures(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": [dict(r) for r in self.history]}
+        return {"history": [dict(r) for r in self.history], "g_history": [(e, t) for e, t in self.g_history]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [dict(r) for r in state_dict.get("history", [])]
+        self.g_history = [(int(e), t) for e, t in state_dict.get("g_history", [])]

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["corrected_label_accuracy_figure", "label_weight_figure", "margin_figure", "noisy_fraction_per_bin"]
+__all__ = [
+    "corrected_label_accuracy_figure",
+    "label_weight_figure",
+    "label_weights_over_epochs_figure",
+    "margin_figure",
+    "noisy_fraction_per_bin",
+]
 
 # Subplot columns of the per-class grid of Fig. 3.
 _GRID_COLUMNS = 5
@@ -116,11 +122,13 @@ def corrected_label_accuracy_figure(
     observed: Sequence[float],
     *,
     corrected_noisy: Sequence[float] | None = None,
+    corrected_clean: Sequence[float] | None = None,
     warmup_epochs: int | None = None,
     title: str = "Accuracy of the corrected labels (paper Fig. 6)",
 ) -> Figure:
     """Per-epoch accuracy (vs the clean labels) of the labels the corrector assigns, against that of the
-    observed labels; optionally the fraction of noisy samples the corrector fixes."""
+    observed labels; optionally the fraction of noisy samples the corrector fixes and of clean samples it
+    keeps."""
     figure = Figure(figsize=(5.5, 3.8), layout="constrained")
     axis = figure.add_subplot()
     axis.plot(epochs, 100 * np.asarray(corrected, dtype=float), marker="o", markersize=3, label="corrected labels")
@@ -128,6 +136,9 @@ def corrected_label_accuracy_figure(
     if corrected_noisy is not None:
         axis.plot(epochs, 100 * np.asarray(corrected_noisy, dtype=float), marker=".", color="tab:green",
                   label="noisy samples corrected")
+    if corrected_clean is not None:
+        axis.plot(epochs, 100 * np.asarray(corrected_clean, dtype=float), marker=".", color="tab:purple",
+                  label="clean samples kept")
     if warmup_epochs:
         axis.axvspan(-0.5, warmup_epochs - 0.5, color="tab:orange", alpha=0.1, label="warm-up")
     axis.set_xlabel("epoch")
@@ -135,4 +146,38 @@ def corrected_label_accuracy_figure(
     axis.set_ylim(0, 100)
     axis.legend(loc="lower right", fontsize=8)
     axis.set_title(title)
+    return figure
+
+
+def label_weights_over_epochs_figure(
+    epochs: Sequence[int],
+    tables: np.ndarray,
+    *,
+    classes: Sequence[int],
+    class_names: Sequence[str] | None = None,
+    title: str = "Label corrector g(r|y) over the epochs (paper Fig. 7)",
+) -> Figure:
+    """One panel per class: g(r|y) over the loss bins, one line per recorded epoch (light = early, dark =
+    late), so a reader sees when and for which bins the corrector stops trusting the observed label.
+
+    Args:
+        epochs: (E,) the epochs of the records.
+        tables: (E, R, K) the table g[r, y] at each record.
+        classes: the classes to draw (e.g. the largest ones, where the paper's Fig. 7 looks).
+    """
+    tables = np.asarray(tables, dtype=float)
+    figure = Figure(figsize=(3.2 * len(classes), 2.8), layout="constrained")
+    axes = figure.subplots(1, len(classes), squeeze=False, sharey=True)[0]
+    positions = np.arange(tables.shape[1])
+    shades = np.linspace(0.25, 1.0, len(epochs))
+    for axis, c in zip(axes, classes):
+        for shade, epoch, table in zip(shades, epochs, tables):
+            axis.plot(positions, table[:, c], color=(0.1, 0.2, 0.6, float(shade)), linewidth=1.0,
+                      label=f"epoch {epoch}" if epoch in (epochs[0], epochs[-1]) else None)
+        axis.set_ylim(-0.02, 1.02)
+        axis.set_xlabel("loss bin r (low -> high loss)")
+        axis.set_title(class_names[c] if class_names else f"class {c}", fontsize=9)
+    axes[0].set_ylabel("g(r|y)")
+    axes[-1].legend(fontsize=7, loc="lower left")
+    figure.suptitle(title, fontsize=10)
     return figure

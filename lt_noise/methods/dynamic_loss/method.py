@@ -29,9 +29,11 @@ Engineering (DESIGN.md §7):
   and scheduler are in the checkpoint; the method seed too. The ranking, bins and split of an epoch are
   regenerated from the restored weights and ``(seed, epoch)``. Resuming from a mid-epoch checkpoint is
   not exact (the split would be re-ranked with mid-epoch weights).
-* bf16 autocast: the virtual step, meta loss and real step run under the trainer's autocast; losses are
-  computed in float32 (the loss modules upcast). fp16 with a gradient scaler is not supported: the
-  second-order gradient is not scaled.
+* Precision. The classifier's forwards (virtual step, meta loss, real step, ranking) run under the
+  trainer's precision (bf16 autocast included; losses are computed in float32, the loss modules upcast);
+  the meta-net runs outside autocast in its own dtype (float32, or float64 under ``64-true``): under bf16
+  autocast its sigmoid would round g to exactly 1 for logits above ~6, and the corrector's gradient to
+  exactly 0. fp16 with a gradient scaler is not supported: the second-order gradient is not scaled.
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ META_LR = 3e-3
 # Paper Table 7, "Warmup Epoch" for CIFAR-10/100 and Animal-10N (1 for WebVision, 0 for ImageNet-LT).
 WARMUP_EPOCHS = 5
 # Authors' code (DyanamicMeta.warmup): the label corrector is pre-trained only while the global iteration
-# counter is below 2000; the cap does not bind for the paper's CIFAR settings.
+# counter is below 2000; the cap does not bind for the paper's CIFAR settings. Not our default: the
+# pre-training saturates the corrector (docs/dynamic_loss.md, "The label corrector"), so
+# `corrector_pretrain_iters` defaults to 0; set it to this value for the authors' recipe.
 CORRECTOR_PRETRAIN_ITERS = 2000
 
 # The random stream of the Gumbel noise of y' (a key mixed with the method's seed by sample_seed).
@@ -110,7 +114,11 @@ class DynamicLoss(Classifier):
         classwise: class-wise (True) or class-agnostic label corrector.
         finetune_on_meta: one fine-tuning pass over the meta set after each post-warm-up epoch (code).
         corrector_pretrain_iters: pre-train the label corrector during warm-up only while the global
-            step is below this (authors: 2000).
+            step is below this. Default 0 (no pre-training): the authors pre-train for up to 2000
+            iterations with a loss minimised by g = 1, which drives the corrector's logits to 10-20 within
+            one epoch, where the sigmoid's slope (< 1e-7) leaves the meta-gradient (~1e-4, with the
+            right sign per bin) below Adam's epsilon, so the corrector never moves again; the initial
+            bias (g = 0.98) already trusts the labels. See docs/dynamic_loss.md, "The label corrector".
         virtual_params: ``"last_block"`` (:func:`lt_noise.models.last_block` and the head; default),
             ``"head"`` or ``"all"`` (exact second order): the parameters the virtual step updates and
             the meta-gradient flows through (see docs/dynamic_loss.md).
@@ -139,7 +147,7 @@ class DynamicLoss(Classifier):
         metanet_mode: Literal["mlp", "vector"] = "mlp",
         classwise: bool = True,
         finetune_on_meta: bool = True,
-        corrector_pretrain_iters: int = CORRECTOR_PRETRAIN_ITERS,
+        corrector_pretrain_iters: int = 0,
         virtual_params: Literal["all", "last_block", "head"] = "last_block",
         meta_batch_size: int | None = None,
         rank_batch_size: int | None = None,
@@ -212,6 +220,14 @@ class DynamicLoss(Classifier):
         self._plan_loader: DataLoader | None = None
         self._plan_loader_key: tuple[Any, ...] | None = None
         self._gumbel_generator: torch.Generator | None = None
+        # The meta-gradient dL_meta/dg(r, y) of the label corrector, summed over the current epoch's meta
+        # steps (and how many samples contributed), for the diagnostics; reset at every epoch start.
+        self.register_buffer("corrector_grad_sum", torch.zeros(bins, num_classes, dtype=torch.float64), persistent=False)
+        self.register_buffer("corrector_grad_count", torch.zeros(bins, num_classes, dtype=torch.float64), persistent=False)
+        self._ddp_params_and_buffers_to_ignore += ["corrector_grad_sum", "corrector_grad_count"]
+        self._track_corrector = False
+        if self.metanet.use_corrector:
+            self.metanet.corrector.register_forward_hook(self._corrector_forward_hook)
 
     # ----------------------------------------------------------------------------------------------
     # Parameters and optimizers
@@ -241,9 +257,30 @@ class DynamicLoss(Classifier):
             return self.log_class_counts + self.metanet.margin()
         return self.metanet.margin()
 
+    def _metanet_precision(self) -> contextlib.AbstractContextManager:
+        """Autocast off: the meta-net computes in its own dtype (see the module docstring, "Precision")."""
+        return torch.autocast(self.device.type, enabled=False)
+
     def dynamic_targets(self, bins: Tensor, labels: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
-        """``(y*, q)`` of eq. 2: corrected soft labels (B, K) (eq. 3) and the margin (K,) (eq. 5)."""
-        return self.metanet.corrected_targets(bins, labels, y_pred), self.margin()
+        """``(y*, q)`` of eq. 2: corrected soft labels (B, K) (eq. 3) and the margin (K,) (eq. 5), computed
+        by the meta-net outside autocast; y* in at least the meta-net's dtype."""
+        with self._metanet_precision():
+            y_pred = y_pred.to(torch.promote_types(y_pred.dtype, self.log_class_counts.dtype))
+            return self.metanet.corrected_targets(bins, labels, y_pred), self.margin()
+
+    def _corrector_forward_hook(self, module: nn.Module, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        """While a meta step builds its graph, have the meta-gradient of each sample's g(r|y) added to
+        ``corrector_grad_sum`` at its (bin, class) cell when the meta loss is back-propagated."""
+        if not (self._track_corrector and output.requires_grad):
+            return
+        bins, labels = inputs
+
+        def accumulate(grad: Tensor) -> None:
+            cells = (bins.to(self.corrector_grad_sum.device), labels.to(self.corrector_grad_sum.device))
+            self.corrector_grad_sum.index_put_(cells, grad.detach().to(self.corrector_grad_sum.dtype), accumulate=True)
+            self.corrector_grad_count.index_put_(cells, torch.ones_like(self.corrector_grad_count[cells]), accumulate=True)
+
+        output.register_hook(accumulate)
 
     @torch.no_grad()
     def corrected_labels(self, bins: Tensor, labels: Tensor, predictions: Tensor) -> Tensor:
@@ -256,7 +293,8 @@ class DynamicLoss(Classifier):
         predicted = nn.functional.one_hot(predictions, self.num_classes).float()
         if not self.metanet.use_corrector:
             return labels.clone()
-        g = self.metanet.label_weights(bins, labels).float()
+        with self._metanet_precision():
+            g = self.metanet.label_weights(bins, labels).float()
         return correct_labels(g, onehot, predicted).argmax(dim=1)
 
     def _clone_buffers(self) -> dict[str, Tensor]:
@@ -439,6 +477,8 @@ class DynamicLoss(Classifier):
         check_same_split_on_all_ranks(split, self.device)
         self.split = split
         self.rank_bins = torch.from_numpy(split.bins).to(self.device)
+        self.corrector_grad_sum.zero_()
+        self.corrector_grad_count.zero_()
         loader = self._batch_plan_loader(datamodule)
         loader.sampler.plan = self._epoch_plan(split, datamodule)  # type: ignore[union-attr]
         return loader
@@ -495,7 +535,8 @@ class DynamicLoss(Classifier):
             # mode (it also updates the BN statistics), softmax y', and one meta-optimizer step.
             with torch.no_grad():
                 probability = self(x_weak).float().softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
-            weights = self.metanet.label_weights(self.rank_bins[index], labels).float()
+            with self._metanet_precision():
+                weights = self.metanet.label_weights(self.rank_bins[index], labels).float()
             pretrain = corrector_pretraining_loss(weights, probability)
             self._meta_update(pretrain, meta_optimizer)
             self.log("train/pretrain_loss", pretrain.detach(), batch_size=len(labels))
@@ -509,7 +550,11 @@ class DynamicLoss(Classifier):
         optimizer, meta_optimizer = self.optimizers()
         bins = self.rank_bins[index]
         gumbel = self._gumbel(2, len(labels)) if self.metanet.use_corrector else [None, None]
-        fast, logits_weak = self.virtual_step(x_weak, labels, index, bins, optimizer.optimizer, gumbel[0])
+        self._track_corrector = True  # the diagnostics' meta-gradient of g (see _corrector_forward_hook)
+        try:
+            fast, logits_weak = self.virtual_step(x_weak, labels, index, bins, optimizer.optimizer, gumbel[0])
+        finally:
+            self._track_corrector = False
         meta_loss = self.meta_objective(fast, x_meta, meta_labels)
         if not self.check_finite(meta_loss, meta_index):
             return None
@@ -532,7 +577,7 @@ class DynamicLoss(Classifier):
 
     def _finetune_step(self, x: Tensor, labels: Tensor, index: Tensor):
         optimizer, _ = self.optimizers()
-        with torch.no_grad():
+        with torch.no_grad(), self._metanet_precision():
             margin = self.margin()
         logits = self(x)
         loss = self.reduce(self.per_sample_loss(logits + margin, labels), labels, index)
