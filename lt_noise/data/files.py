@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageFiles", "ImageReadError", "PathTable", "join_labels", "read_path_list"]
+__all__ = ["ImageFiles", "ImageReadError", "PathTable", "decode_all", "join_labels", "read_path_list"]
 
 # Byte values treated as whitespace around paths and labels: tab, LF, VT, FF, CR, space.
 _WHITESPACE = np.zeros(256, dtype=bool)
@@ -339,3 +339,22 @@ class ImageFiles(Sequence):
             if not path.is_file():
                 return path
         return None
+
+
+def decode_all(images: Sequence[np.ndarray], side: int, *, desc: str = "decoding") -> np.ndarray:
+    """Decode every image of ``images`` (e.g. :class:`ImageFiles`) once into one (N, side, side, 3) uint8
+    array: the short side resized to ``side`` (bilinear, antialiased, as torchvision's Resize), then the
+    centre ``side`` x ``side`` square; with a progress bar. An unreadable file raises the sequence's own
+    error, which names it."""
+    from tqdm.auto import tqdm
+
+    out = np.empty((len(images), side, side, 3), dtype=np.uint8)
+    for i in tqdm(range(len(images)), desc=desc, unit="img", mininterval=1.0, disable=len(images) < 1000):
+        image = Image.fromarray(images[i])
+        width, height = image.size
+        scale = side / min(width, height)
+        resized = image.resize((max(side, round(width * scale)), max(side, round(height * scale))), Image.BILINEAR,
+                               reducing_gap=None)
+        left, top = (resized.width - side) // 2, (resized.height - side) // 2
+        out[i] = np.asarray(resized.crop((left, top, left + side, top + side)))
+    return out

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lt_noise.data.files import PathTable, read_path_list
+from lt_noise.data.files import PathTable, decode_all, read_path_list
 from lt_noise.data.modules.base import Split
 from lt_noise.data.modules.file_base import ImageNetStyleDataModule
+from lt_noise.validation import check_flag
 
 __all__ = ["ImageListDataModule"]
 
@@ -117,6 +118,13 @@ class ImageListDataModule(ImageNetStyleDataModule):
             of ``val`` and ``test`` is required.
         classes: class names in label order (fixes the numbering; integer labels index into it).
         image_size: network input side (224; the images are resized and cropped to it).
+        cache_in_memory: decode every image once (with a progress bar), resize its short side to
+            ``image_size`` and centre-crop it square, and keep the split as one uint8 array. Training then
+            takes the batched in-memory path (:mod:`lt_noise.data.batched`: no decoding, no workers) when
+            ``augment`` is one it implements (``crop_flip``, ``crop``, ``flip``, ``none``; with
+            AutoAugment and Cutout); the ImageNet augmentations still run per sample, on the cached
+            squares. Evaluation uses the cached squares as they are. Memory: N x image_size^2 x 3 bytes
+            per split (50,000 images at 64 px: 614 MB; at 224 px: 7.5 GB).
         **kwargs: the options of :class:`~lt_noise.data.modules.base.LTNoiseDataModule` (noise,
             imbalance, batch size, workers, augmentation, ...).
     """
@@ -137,8 +145,10 @@ class ImageListDataModule(ImageNetStyleDataModule):
         val: str | None = None,
         test: str | None = None,
         classes: Sequence[str] | None = None,
+        cache_in_memory: bool = False,
         **kwargs,
     ) -> None:
+        check_flag("cache_in_memory", cache_in_memory)
         if val is None and test is None:
             raise ValueError(
                 "Expected argument `test` (a clean list or ImageFolder of test images) or `val`, but got neither"
@@ -147,6 +157,7 @@ class ImageListDataModule(ImageNetStyleDataModule):
             raise ValueError(f"Expected argument `classes` to be at least 2 distinct names, but got {list(classes)}")
         super().__init__(root, **kwargs)
         self.sources = {"train": train, "val": val, "test": test if test is not None else val}
+        self.cache_in_memory = cache_in_memory
         self.classes = None if classes is None else tuple(str(c) for c in classes)
         # The `val` split is a separate validation set only when there is a separate test split too.
         self.has_val_split = val is not None and test is not None  # type: ignore[misc]
@@ -234,4 +245,12 @@ class ImageListDataModule(ImageNetStyleDataModule):
             raise ValueError(f"Expected split in {tuple(self.sources)}, but got {split!r}")
         image_root, paths, raw = self._read_raw(split)
         labels = self._indices(raw, split, self._resolve(self.sources[split]))
-        return Split(images=self.image_files(image_root, paths), labels=labels)
+        images = self.image_files(image_root, paths)
+        if self.cache_in_memory:
+            return Split(images=decode_all(images, self.image_size, desc=f"{self.dataset_name} {split}: caching"), labels=labels)
+        return Split(images=images, labels=labels)
+
+    @property
+    def eval_resize_crop(self) -> bool:  # type: ignore[override]
+        """The ImageNet resize / centre crop at evaluation, unless the cache holds the squares already."""
+        return not self.cache_in_memory

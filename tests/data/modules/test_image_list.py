@@ -5,6 +5,7 @@ import shutil
 import lightning as L
 import numpy as np
 import pytest
+import torch
 from support.image_fixtures import band_image, write_image_folder, write_jpeg, write_list
 
 from lt_noise.data.modules import DatasetNotFoundError, ImageListDataModule
@@ -153,3 +154,31 @@ def test_the_cli_links_the_file_derived_facts_into_the_model(tree):
     assert cli.model.num_classes == 3 and cli.model.class_counts == [2, 4, 6]
     assert tuple(cli.model.input_shape) == (3, 16, 16)
     assert cli.datamodule.hparams["image_size"] == 16 and cli.datamodule.hparams["train"] == "train"
+
+
+def test_an_in_memory_cache_holds_the_resized_squares_and_takes_the_batched_path(tree):
+    from PIL import Image
+
+    from lt_noise.data.batched import InMemoryDataset
+
+    root, (train_paths, _), _ = tree
+    dm = _dm(root, train="train", test="test", image_size=16, cache_in_memory=True, augment="crop_flip", batch_size=4)
+    dataset = dm.train_dataset()
+    assert isinstance(dataset, InMemoryDataset) and dm.batched
+    cached = dm.load_split("train").images
+    assert cached.shape == (len(train_paths), 16, 16, 3) and cached.dtype == np.uint8
+    # Independent reference: PIL's short-side resize and centre crop of the first file.
+    first_file = _dm(root, train="train", test="test").load_split("train").images.path(0)
+    with Image.open(first_file) as image:
+        image = image.convert("RGB")
+        scale = 16 / min(image.size)
+        image = image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))), Image.BILINEAR,
+                             reducing_gap=None)
+        left, top = (image.width - 16) // 2, (image.height - 16) // 2
+        expected = np.asarray(image.crop((left, top, left + 16, top + 16)))
+    np.testing.assert_array_equal(cached[0], expected)
+    x, y, index = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
+    assert not dm.eval_resize_crop  # evaluation uses the cached squares as they are
+    uncached = _dm(root, train="train", test="test", image_size=16, augment="crop_flip")
+    assert not uncached.batched and uncached.eval_resize_crop
