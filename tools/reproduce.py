@@ -20,6 +20,7 @@ picks up where it stopped (finished runs are skipped, a run with a last checkpoi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import time
@@ -30,7 +31,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lt_noise.sweep import Table, collect, load_table, markdown_table, plan_runs, publish, run_sweep, write_csv  # noqa: E402
+from lt_noise.sweep import (  # noqa: E402
+    Table,
+    collect,
+    load_table,
+    markdown_table,
+    plan_runs,
+    publish,
+    run_sweep,
+    status,
+    write_csv,
+)
 from lt_noise.sweep_plots import accuracy_by_column_figure, epoch_curves_figure, per_class_figure  # noqa: E402
 
 TABLES = ROOT / "tools" / "tables"
@@ -86,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curves-column", help="report: the column of the per-epoch curves")
     parser.add_argument("--curves-rows", nargs="*", help="report: the rows of the per-epoch curves (default: all)")
     parser.add_argument("--dest", type=Path, help="publish: where the copies go (e.g. docs/results/<table>)")
+    parser.add_argument("--published", type=Path,
+                        help="run: skip the runs already published there (a sweep continued on another machine)")
     args = parser.parse_args(argv)
 
     if args.action == "list":
@@ -99,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "run":
         index, count = (int(x) for x in args.shard.split("/"))
         started = time.time()
-        outcomes = run_sweep(runs, devices=args.devices, shard=(index, count), dry_run=args.dry_run)
+        todo = runs
+        if args.published:
+            todo = [run for run in runs if status(dataclasses.replace(run, directory=args.published / run.directory.relative_to(out))) != "done"]
+            print(f"{len(runs) - len(todo)} runs already published in {args.published}", flush=True)
+        outcomes = run_sweep(todo, devices=args.devices, shard=(index, count), dry_run=args.dry_run,
+                             log=lambda *line: print(*line, flush=True))
         failed = [run for run, outcome in outcomes if outcome.startswith("FAILED")]
         print(f"{len(outcomes)} runs in {time.time() - started:.0f}s, {len(failed)} failed")
         print(markdown_table(table, collect(runs)))
