@@ -438,3 +438,24 @@ def test_resume_after_the_warm_up_gives_the_uninterrupted_run(fm_root, tmp_path)
     assert straight["global_step"] > 0
     assert_same_state(straight, resumed)
 
+
+
+@pytest.mark.parametrize("schedule", ["follow", "fixed"])
+def test_the_meta_learning_rate_follows_the_classifiers_schedule(fm_root, tmp_path, schedule):
+    L.seed_everything(0)
+    dm = _data(fm_root)
+    model = _model(dm, meta_lr_schedule=schedule, lr_schedule=LRSchedule(name="multistep", milestones=[2], gamma=0.1))
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            classifier, meta = pl_module.optimizers()
+            if batch["phase"] == "meta":
+                lrs.append((classifier.optimizer.param_groups[0]["lr"], meta.optimizer.param_groups[0]["lr"]))
+
+    _trainer(tmp_path, max_epochs=3, limit_val_batches=0, callbacks=[Record()]).fit(model, dm)
+    classifier_lrs = sorted({round(c, 12) for c, _ in lrs})
+    assert classifier_lrs == [pytest.approx(0.005), pytest.approx(0.05)]  # epochs 1 and 2 (warm-up: no meta steps)
+    for classifier_lr, meta_lr in lrs:
+        expected = dl.META_LR * classifier_lr / 0.05 if schedule == "follow" else dl.META_LR
+        assert meta_lr == pytest.approx(expected, rel=1e-12)

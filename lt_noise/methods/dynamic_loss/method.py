@@ -104,7 +104,14 @@ class DynamicLoss(Classifier):
         meta_fraction: M1, the meta-set size per class as a fraction of the smallest observed class.
         meta_sampling: ``"hierarchical"`` (the paper) or ``"naive"`` (Table 4, no H: the M1 lowest-loss
             samples of each whole class).
-        meta_lr: learning rate of the meta-net's Adam (Table 7: 3e-3, fixed).
+        meta_lr: learning rate of the meta-net's Adam (Table 7: 3e-3).
+        meta_lr_schedule: ``"follow"`` (default): the meta-net's learning rate follows the classifier's
+            schedule, ``meta_lr * lr_t / lr_0``; ``"fixed"``: constant ``meta_lr`` (Table 7, the
+            authors' code). Why not fixed: the meta-gradient is proportional to the classifier's current
+            lr (it reaches θ through the virtual step ω - lr_t ∇), but Adam normalises it away, so with
+            a fixed rate the meta-net keeps moving at full speed while the classifier it steers anneals;
+            late in a cosine schedule the margins and the corrector then wind up until the classifier's
+            loss spikes and training collapses (docs/dynamic_loss.md, "Stability").
         meta_weight_decay: weight decay of the meta-net's Adam (Table 7: 0).
         use_corrector: learn the label corrector G_l (False: Table 4 row "G_m").
         use_margin: learn the margin generator G_m (False: Table 4 rows "G_l", "G_l + B").
@@ -140,6 +147,7 @@ class DynamicLoss(Classifier):
         meta_fraction: float = META_FRACTION,
         meta_sampling: Literal["hierarchical", "naive"] = "hierarchical",
         meta_lr: float = META_LR,
+        meta_lr_schedule: Literal["follow", "fixed"] = "follow",
         meta_weight_decay: float = 0.0,
         use_corrector: bool = True,
         use_margin: bool = True,
@@ -166,6 +174,7 @@ class DynamicLoss(Classifier):
         check_int("meta_batch_size", meta_batch_size, minimum=1, optional=True)
         check_int("rank_batch_size", rank_batch_size, minimum=1, optional=True)
         check_choice("meta_sampling", meta_sampling, ("hierarchical", "naive"))
+        check_choice("meta_lr_schedule", meta_lr_schedule, ("follow", "fixed"))
         check_choice("fixed_margin", fixed_margin, ("none", "balanced_softmax"))
         if fixed_margin != "none" and use_margin:
             raise ValueError("Expected `use_margin: false` with a fixed margin (Table 4 'G_l + B'), but got use_margin=True")
@@ -188,6 +197,7 @@ class DynamicLoss(Classifier):
         self.meta_fraction = float(meta_fraction)
         self.meta_sampling = meta_sampling
         self.meta_lr = float(meta_lr)
+        self.meta_lr_schedule = meta_lr_schedule
         self.meta_weight_decay = float(meta_weight_decay)
         self.fixed_margin = fixed_margin
         self.finetune_on_meta = finetune_on_meta
@@ -370,6 +380,15 @@ class DynamicLoss(Classifier):
 
     # ----------------------------------------------------------------------------------------------
     # Meta-net updates
+    def _follow_classifier_lr(self, meta_optimizer: Any, optimizer: Any) -> None:
+        """``meta_lr_schedule="follow"``: the meta-net's lr is ``meta_lr`` times the classifier's current
+        lr over its base lr (a function of the schedule's state, so resume replays it)."""
+        if self.meta_lr_schedule != "follow":
+            return
+        factor = float(optimizer.param_groups[0]["lr"]) / self.optimizer_config.lr
+        for group in getattr(meta_optimizer, "optimizer", meta_optimizer).param_groups:
+            group["lr"] = self.meta_lr * factor
+
     def _meta_update(self, loss: Tensor, meta_optimizer: Any) -> None:
         """Adam step of the meta-net on ``loss`` with gradients averaged over DDP ranks."""
         optimizer = getattr(meta_optimizer, "optimizer", meta_optimizer)  # the raw torch optimizer
@@ -548,6 +567,7 @@ class DynamicLoss(Classifier):
         x_weak, x_strong, labels, index = train
         x_meta, meta_labels, meta_index = meta
         optimizer, meta_optimizer = self.optimizers()
+        self._follow_classifier_lr(meta_optimizer, optimizer.optimizer)
         bins = self.rank_bins[index]
         gumbel = self._gumbel(2, len(labels)) if self.metanet.use_corrector else [None, None]
         self._track_corrector = True  # the diagnostics' meta-gradient of g (see _corrector_forward_hook)
