@@ -80,7 +80,7 @@ class Classifier(L.LightningModule):
     """ERM with any backbone, head and per-sample loss (see the module docstring for subclassing).
 
     Every fit runs with the callbacks named in :attr:`DEFAULT_CALLBACKS` (the results file, evaluation
-    figures, fault tolerance) unless the trainer already has one of the type: from the CLI and from a
+    figures, fault tolerance, the label-issue report) unless the trainer already has one of the type: from the CLI and from a
     plain ``L.Trainer(...).fit(model, data)`` alike (``configure_callbacks``).
 
     Args:
@@ -114,7 +114,7 @@ class Classifier(L.LightningModule):
     """
 
     #: Names of the callbacks every fit runs with (:mod:`lt_noise.callbacks.defaults`); methods extend it.
-    DEFAULT_CALLBACKS: ClassVar[tuple[str, ...]] = ("ResultsWriter", "EvaluationFigures", "InterruptCheckpoint")
+    DEFAULT_CALLBACKS: ClassVar[tuple[str, ...]] = ("ResultsWriter", "EvaluationFigures", "InterruptCheckpoint", "LabelIssues")
 
     def __init__(
         self,
