@@ -13,6 +13,11 @@ The test split is never subsampled or corrupted. With ``val_fraction=0`` (the de
 loader is the test set, which is how the five papers report "best epoch" accuracy; set ``val_fraction``
 for honest model selection on held-out noisy training data.
 
+``predict`` runs on ``predict_split`` (:meth:`LTNoiseDataModule.predict_dataset`): the test split by
+default, or the training set (un-augmented, with its observed labels) or the validation set;
+:meth:`~LTNoiseDataModule.sample_path` and :meth:`~LTNoiseDataModule.sample_image` give a sample's file
+and image for reports (the prediction and label-issue files).
+
 Arrays for diagnostics only (no method may read them): ``clean_targets`` and ``is_noisy``.
 
 A method that builds its own training loader every epoch (Dynamic Loss: a meta split, two views per
@@ -34,15 +39,18 @@ from torch.utils.data import DataLoader
 
 from lt_noise.data import imbalance as imbalance_lib
 from lt_noise.data import noise as noise_lib
-from lt_noise.data.datasets import IndexedDataset
+from lt_noise.data.datasets import IndexedDataset, to_image_tensor
 from lt_noise.data.loaders import SAMPLINGS, ClassAwareSampler, make_loader
 from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_train_transform
 from lt_noise.seeding import global_seed  # re-exported: its historical home
 from lt_noise.validation import check_choice, check_int, check_interval
 
-__all__ = ["ComposedTrainingSet", "DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split", "global_seed"]
+__all__ = ["PREDICT_SPLITS", "ComposedTrainingSet", "DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split",
+           "global_seed"]
 
 IMBALANCE_KINDS = imbalance_lib.IMBALANCE_KINDS
+# What `predict` can run on (datamodules with other sources extend it: ImageListDataModule's "predict").
+PREDICT_SPLITS = ("test", "train", "val")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -138,6 +146,8 @@ class LTNoiseDataModule(L.LightningDataModule):
         max_train_per_class: keep at most this many training samples of each class (seeded), before the
             imbalance profile, which then starts from this cap: a smaller, CPU-sized version of a
             benchmark (None = all).
+        predict_split: what ``predict`` runs on: ``"test"`` (default), ``"train"`` (the composed training
+            set, un-augmented, with its observed labels) or ``"val"`` (see :attr:`predict_splits`).
     """
 
     num_classes: ClassVar[int] = 0
@@ -152,6 +162,8 @@ class LTNoiseDataModule(L.LightningDataModule):
     # True when `load_split("val")` reads an official validation split (ImageNet-LT val, Clothing1M clean
     # val): with `val_fraction=0` it is then the validation set instead of the test set.
     has_val_split: ClassVar[bool] = False
+    # The accepted `predict_split` values.
+    predict_splits: ClassVar[tuple[str, ...]] = PREDICT_SPLITS
 
     def __init__(
         self,
@@ -177,6 +189,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         sampling: str = "instance",
         max_train_per_class: int | None = None,
+        predict_split: str | None = None,
     ) -> None:
         super().__init__()
         check_choice("imbalance", imbalance, IMBALANCE_KINDS)
@@ -192,6 +205,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         check_int("num_workers", num_workers, minimum=0)
         check_int("max_train_per_class", max_train_per_class, minimum=1, optional=True)
         check_choice("sampling", sampling, SAMPLINGS)
+        check_choice("predict_split", predict_split, (*self.predict_splits, None))
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
@@ -214,6 +228,8 @@ class LTNoiseDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.sampling = sampling
         self.max_train_per_class = max_train_per_class
+        self.predict_split = predict_split or "test"
+        self._sources: dict[str, tuple[Sequence[Any], np.ndarray]] = {}
         self._composed: ComposedTrainingSet | None = None
         self._test: Split | None = None
         self._val: Split | None = None
@@ -410,6 +426,41 @@ class LTNoiseDataModule(L.LightningDataModule):
             return IndexedDataset(official.images, np.arange(len(labels)), labels, self.eval_transform(), seed=self.seed)
         return IndexedDataset(composed.images, composed.val_positions, composed.val_observed, self.eval_transform(), seed=self.seed)
 
+    def predict_dataset(self) -> IndexedDataset:
+        """The samples ``predict`` runs on (``predict_split``), un-augmented: ``(x, label, index)`` with the
+        given label (the observed one for ``"train"``; -1 where unknown) and the position in this set."""
+        if self.predict_split == "train":
+            return self.train_dataset(views=("eval",))
+        if self.predict_split == "val":
+            return self.val_dataset()
+        return self.test_dataset()
+
+    def _source(self, split: str) -> tuple[Sequence[Any], np.ndarray]:
+        """(images, positions) of a split's samples, cached: ``"train"``, ``"predict"`` (what ``predict``
+        runs on), ``"test"`` or ``"val"``."""
+        if split not in self._sources:
+            makers = {"train": lambda: self.train_dataset(views=("eval",)), "predict": self.predict_dataset,
+                      "test": self.test_dataset, "val": self.val_dataset}
+            if split not in makers:
+                raise ValueError(f"Expected split in {tuple(makers)}, but got {split!r}")
+            dataset = makers[split]()
+            self._sources[split] = (dataset.images, dataset.positions)
+        return self._sources[split]
+
+    def sample_path(self, index: int, split: str = "train") -> str | None:
+        """The image file of sample ``index`` of ``split`` (a training index for ``"train"``), or None for
+        datasets held in memory."""
+        images, positions = self._source(split)
+        path = getattr(images, "path", None)
+        return None if path is None else str(path(int(positions[index])))
+
+    def sample_image(self, index: int, split: str = "train") -> np.ndarray:
+        """The decoded image of sample ``index`` of ``split``, as stored (not transformed): a uint8 array
+        (H, W) for grey and (H, W, 3) for colour images."""
+        images, positions = self._source(split)
+        image = to_image_tensor(images[int(positions[index])]).permute(1, 2, 0).numpy()
+        return image[..., 0] if image.shape[-1] == 1 else image
+
     def loader(self, dataset, *, train: bool, batch_size: int | None = None, sampler=None) -> DataLoader:
         """A loader with the project's samplers (or ``sampler``) and this datamodule's worker settings."""
         return make_loader(
@@ -431,6 +482,9 @@ class LTNoiseDataModule(L.LightningDataModule):
             self._val_split()
         if stage in (None, "fit", "validate", "test", "predict"):
             self._test_split()
+        if stage == "predict" and self.predict_split in ("train", "val"):
+            self._compose()
+            self._val_split()
 
     def register_epoch_loader(self, factory: EpochLoaderFactory | None) -> None:
         """Have ``train_dataloader`` return ``factory(self)`` from now on (None: the default loader again).
@@ -458,7 +512,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         return self.loader(self.test_dataset(), train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.loader(self.test_dataset(), train=False)
+        return self.loader(self.predict_dataset(), train=False)
 
     def summary(self) -> dict[str, Any]:
         """Sizes and realised noise of the composed training set (for logs and results files)."""
