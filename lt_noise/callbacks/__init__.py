@@ -14,6 +14,7 @@ from lt_noise.callbacks.figures import EvaluationFigures
 from lt_noise.callbacks.interrupt import InterruptCheckpoint
 from lt_noise.callbacks.label_issues import LabelIssues
 from lt_noise.callbacks.pal import PrototypeDiagnostics
+from lt_noise.callbacks.predictions import PredictionWriter
 from lt_noise.callbacks.results import ResultsWriter
 from lt_noise.callbacks.schedules import ABSGDStages, DeferredReweighting
 
@@ -26,6 +27,7 @@ __all__ = [
     "EvaluationFigures",
     "InterruptCheckpoint",
     "LabelIssues",
+    "PredictionWriter",
     "PrototypeDiagnostics",
     "ResultsWriter",
     "build_default_callbacks",

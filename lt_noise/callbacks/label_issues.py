@@ -510,7 +510,8 @@ class LabelIssues(Callback):
         if self.from_predictions or not self._active:
             return
         if not self.closed_epochs:
-            self._warn_once("empty", "LabelIssues recorded no training epoch; no label-issue report is written")
+            self._warn_once("empty", f"LabelIssues recorded no training epoch (training ended before epoch {self.first_epoch}, "
+                            "its `start_epoch`); no label-issue report is written")
             return
         self.write(trainer, pl_module)
 
