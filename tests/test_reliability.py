@@ -141,7 +141,16 @@ def _same_curriculum_statistics(single, double):
     assert (one["epoch_counts"] - two["epoch_counts"]).abs().sum() <= 6  # a margin on a bin edge may move
 
 
-# What DDP parity also compares for a method, beyond the weights and the evaluations.
+def _same_label_issue_state(single, double):
+    """Every method: the label-issue report's sums over every sample once per epoch, as in one process."""
+    one, two = (_callback_state(c, "LabelIssues") for c in (single, double))
+    assert one["closed_epochs"] == two["closed_epochs"] == [1, 2]
+    for key in ("epochs", "observed"):
+        assert torch.equal(one["totals"][key], two["totals"][key]), key
+    torch.testing.assert_close(one["totals"]["margin_sum"], two["totals"]["margin_sum"], rtol=1e-3, atol=1e-3)
+
+
+# What DDP parity also compares for a method, beyond the weights, the evaluations and the label-issue sums.
 DDP_CHECKS = {"DynamicLoss": _same_splits, "Curriculum": _same_curriculum_statistics}
 
 
@@ -156,6 +165,7 @@ def test_ddp_two_processes_follow_one_process_with_the_same_global_batch(name, r
     for a, b in zip(single["lt_noise"]["history"], double["lt_noise"]["history"]):
         assert a["num_samples"] == b["num_samples"] == 51  # each test sample counted once on 2 ranks
         assert a["acc"] == pytest.approx(b["acc"], abs=0.02 + 1e-9)
+    _same_label_issue_state(single, double)
     if name in DDP_CHECKS:
         DDP_CHECKS[name](single, double)
 
