@@ -14,7 +14,7 @@ from support.fashion import fashion_mnist_data, fashion_mnist_root
 from support.methods import build_method
 
 from lt_noise.callbacks import LabelIssues
-from lt_noise.callbacks.label_issues import (
+from lt_noise.callbacks.label_issues_report import (
     COLUMNS,
     assigned_margin,
     detection_metrics,

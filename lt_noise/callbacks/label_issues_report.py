@@ -1,0 +1,148 @@
+"""The label-issue report's math and content (pure functions, NumPy and torch in, arrays out).
+
+- :func:`assigned_margin`: the margin of the assigned label, z_y - max_{j != y} z_j (Pleiss et al.,
+  "Identifying Mislabeled Data using the Area Under the Margin Ranking", NeurIPS 2020, eq. 1);
+- :func:`suspect_order`, :func:`precision_recall_at_each_rank` and :func:`detection_metrics` (AUROC,
+  average precision, precision at k = the number of noisy samples): how a score (low = suspect) ranks
+  the truly noisy labels, where the noise mask is known;
+- :class:`LabelIssueReport`: scores, observed and suggested labels by training index, and the CSV rows.
+
+The callback that fills it is :class:`lt_noise.callbacks.LabelIssues`; ``tools/bench_label_issues.py``
+uses the same metrics for the comparison with cleanlab.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lt_noise.callbacks.tables import format_float
+
+__all__ = [
+    "COLUMNS",
+    "SUSPECT_THRESHOLD",
+    "LabelIssueReport",
+    "assigned_margin",
+    "detection_metrics",
+    "precision_recall_at_each_rank",
+    "suspect_order",
+]
+
+# Score below which a sample is "suspected" (AUM < 0: another class was preferred on average).
+SUSPECT_THRESHOLD = 0.0
+# The report's columns (DESIGN.md §9, with class names, the suspected flag and the number of epochs).
+COLUMNS = ("index", "path", "observed_label", "observed_name", "suggested_label", "suggested_name", "score",
+           "rank", "suspected", "epochs")
+
+
+def assigned_margin(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``(z_y - max_{j != y} z_j, argmax_{j != y} z_j)`` of every row: the margin of the assigned label
+    (Pleiss et al. 2020, eq. 1) and the largest other class. Half-precision logits are upcast to float32."""
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"Expected logits (B, K) with K >= 2, but got shape {tuple(logits.shape)}")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(f"Expected labels of shape ({logits.shape[0]},), but got {tuple(labels.shape)}")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    labels = labels.long()
+    assigned = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], -math.inf)
+    largest, other_class = others.max(dim=1)
+    return assigned - largest, other_class
+
+
+def suspect_order(scores: np.ndarray) -> np.ndarray:
+    """Sample indices from the most to the least suspect: ascending score, NaN (never seen) last, ties
+    by index."""
+    scores = np.asarray(scores, dtype=float)
+    return np.argsort(np.where(np.isnan(scores), np.inf, scores), kind="stable")
+
+
+def precision_recall_at_each_rank(scores: np.ndarray, noisy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall (N,) of flagging the n most suspect samples, n = 1 .. N (:func:`suspect_order`)."""
+    noisy = np.asarray(noisy, dtype=bool)
+    hits = np.cumsum(noisy[suspect_order(scores)])
+    flagged = np.arange(1, len(noisy) + 1)
+    return hits / flagged, hits / max(int(noisy.sum()), 1)
+
+
+def detection_metrics(scores: np.ndarray, noisy: np.ndarray) -> dict[str, float]:
+    """How well ``scores`` (low = suspect) find the noisy labels ``noisy`` (bool): AUROC (the probability
+    that a noisy sample scores below a clean one, ties counting one half), average precision (AP, the
+    step-wise area under the precision-recall curve, ties flagged together, as scikit-learn computes it)
+    and precision at k = the number of noisy samples (which equals recall there). NaN scores count as
+    least suspect. NaN metrics where ``noisy`` has no noisy or no clean sample."""
+    scores = np.asarray(scores, dtype=float)
+    noisy = np.asarray(noisy, dtype=bool)
+    if scores.shape != noisy.shape or scores.ndim != 1:
+        raise ValueError(f"Expected 1-D scores and noise mask of one shape, but got {scores.shape} and {noisy.shape}")
+    positives, negatives = int(noisy.sum()), int((~noisy).sum())
+    if positives == 0 or negatives == 0:
+        return {"auroc": math.nan, "average_precision": math.nan, "precision_at_k": math.nan, "k": positives}
+    suspicion = -np.where(np.isnan(scores), np.inf, scores)  # higher = more suspect
+    # AUROC by the rank-sum (Mann-Whitney U) statistic with average ranks for ties.
+    values, inverse, counts = np.unique(suspicion, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct value
+    rank_sum = average_rank[inverse][noisy].sum()
+    auroc = (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+    # AP: thresholds at each distinct suspicion, from the most suspect down.
+    order = np.argsort(-suspicion, kind="stable")
+    ordered = suspicion[order]
+    hits = np.cumsum(noisy[order])
+    last_of_tie = np.r_[np.flatnonzero(np.diff(ordered) != 0), len(ordered) - 1]
+    precision = hits[last_of_tie] / (last_of_tie + 1)
+    recall = hits[last_of_tie] / positives
+    average_precision = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    at_k = float(np.cumsum(noisy[suspect_order(scores)])[positives - 1] / positives)
+    return {"auroc": float(auroc), "average_precision": average_precision, "precision_at_k": at_k, "k": positives}
+
+
+@dataclass(frozen=True)
+class LabelIssueReport:
+    """The report's content, by training index.
+
+    Attributes:
+        score: (N,) float64, low = suspect (AUM, or the final model's margin); NaN for a sample no record saw.
+        observed: (N,) int64 observed labels (-1 where no record saw the sample).
+        suggested: (N,) int64 suggested labels (-1 where unknown).
+        epochs: (N,) int64 number of epochs whose records entered the score.
+        source: one line saying what the score is (printed, and in the figures' titles).
+    """
+
+    score: np.ndarray
+    observed: np.ndarray
+    suggested: np.ndarray
+    epochs: np.ndarray
+    source: str
+
+    @property
+    def order(self) -> np.ndarray:
+        return suspect_order(self.score)
+
+    @property
+    def suspected(self) -> np.ndarray:
+        return self.score < SUSPECT_THRESHOLD  # NaN compares False
+
+    def rows(self, *, path_of: Callable[[int], str | None] | None = None,
+             class_names: Sequence[str] = ()) -> list[list[object]]:
+        """The CSV rows (:data:`COLUMNS`), most suspect first."""
+
+        def name(label: int) -> str:
+            return str(class_names[label]) if 0 <= label < len(class_names) else ""
+
+        rows = []
+        suspected = self.suspected
+        for rank, i in enumerate(self.order.tolist(), start=1):
+            observed, suggested = int(self.observed[i]), int(self.suggested[i])
+            path = path_of(i) if path_of is not None else None
+            rows.append([
+                i, path or "", observed if observed >= 0 else "", name(observed),
+                suggested if suggested >= 0 else "", name(suggested), format_float(self.score[i]), rank,
+                int(suspected[i]), int(self.epochs[i]),
+            ])
+        return rows
