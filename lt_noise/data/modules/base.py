@@ -438,14 +438,15 @@ class LTNoiseDataModule(L.LightningDataModule):
     def _source(self, split: str) -> tuple[Sequence[Any], np.ndarray]:
         """(images, positions) of a split's samples, cached: ``"train"``, ``"predict"`` (what ``predict``
         runs on), ``"test"`` or ``"val"``."""
-        if split not in self._sources:
+        key = f"predict:{self.predict_split}" if split == "predict" else split  # predict_split may change
+        if key not in self._sources:
             makers = {"train": lambda: self.train_dataset(views=("eval",)), "predict": self.predict_dataset,
                       "test": self.test_dataset, "val": self.val_dataset}
             if split not in makers:
                 raise ValueError(f"Expected split in {tuple(makers)}, but got {split!r}")
             dataset = makers[split]()
-            self._sources[split] = (dataset.images, dataset.positions)
-        return self._sources[split]
+            self._sources[key] = (dataset.images, dataset.positions)
+        return self._sources[key]
 
     def sample_path(self, index: int, split: str = "train") -> str | None:
         """The image file of sample ``index`` of ``split`` (a training index for ``"train"``), or None for
