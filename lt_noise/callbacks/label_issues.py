@@ -27,10 +27,12 @@ Why this score (choices, against the alternatives we read):
   normalized margin; Northcutt et al. 2021, "Confident Learning") need *out-of-sample* predicted
   probabilities, i.e. K-fold cross-validation: K extra trainings (``tools/bench_label_issues.py``
   compares the two; ``docs/results/label-issues.md``).
-- Pleiss et al. find AUM better than the mean loss and than forgetting events (Toneva et al., ICLR 2019)
-  at separating mislabelled from hard samples: the margin against the *largest other* logit sees a
-  sample that is confidently another class, while the loss of the observed class cannot tell "hard"
-  from "wrong"; forgetting counts are coarse integers that tie for most samples.
+- Against the other training-dynamics scores: the mean loss of the observed class cannot tell a hard
+  sample (all logits low) from a wrong one (another class's logit high), which the margin against the
+  *largest other* logit does; forgetting events (Toneva et al., ICLR 2019) are small integers that tie
+  for most samples and need per-sample correctness history. Pleiss et al. report that removing the
+  samples AUM flags beats earlier noisy-label methods on synthetic and real noise (CIFAR, Tiny ImageNet,
+  WebVision).
 - Epochs from ``start_epoch`` (default 1): the first epoch's margins, of a network that has learned
   nothing yet, only add noise (Pleiss et al. compute AUM over the epochs before the first learning-rate
   drop; with the cosine and multi-step schedules of this project every epoch counts).
