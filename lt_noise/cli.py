@@ -94,8 +94,13 @@ class LTNoiseCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("parser_class", LTNoiseArgumentParser)
-        # The program's name in usage and errors, also under `python -m lt_noise.cli`.
-        kwargs["parser_kwargs"] = {"prog": PROG, **(kwargs.get("parser_kwargs") or {})}
+        # The program's name in usage and errors, also under `python -m lt_noise.cli`; the subcommand that is
+        # not Lightning's in the main help.
+        defaults = {"prog": PROG}
+        if kwargs.get("run", True):
+            defaults["epilog"] = (f"Also: {PROG} {LABEL_ISSUES} --config RUN/config.yaml --ckpt_path "
+                                  f"RUN/checkpoints/last.ckpt (the label-issue report of a finished run; --help for more).")
+        kwargs["parser_kwargs"] = {**defaults, **(kwargs.get("parser_kwargs") or {})}
         # The methods configure their own optimizers from `model.optimizer` / `model.lr_schedule`.
         kwargs.setdefault("auto_configure_optimizers", False)
         # Re-running a config into the same log directory must not fail on the saved config.yaml.

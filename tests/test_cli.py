@@ -180,3 +180,27 @@ def test_under_ddp_every_sample_is_in_each_file_exactly_once(fm_root, tmp_path):
     assert sorted(int(r["index"]) for r in issues) == list(range(120))
     assert {r["epochs"] for r in issues} == {"1"}  # epoch 1 only: each sample counted once, padding or not
     assert np.isfinite([float(r["score"]) for r in issues]).all()
+
+
+def test_predict_on_a_folder_of_new_images_writes_one_row_per_image(tmp_path):
+    from support.image_fixtures import band_image, write_image_folder, write_jpeg
+
+    write_image_folder(tmp_path / "train", [4, 4], class_names=["cat", "dog"])
+    write_image_folder(tmp_path / "test", [2, 2], class_names=["cat", "dog"], seed=1)
+    rng = np.random.default_rng(0)
+    for name in ("one.jpg", "two.jpg", "more/three.jpg"):
+        write_jpeg(tmp_path / "new" / name, band_image(1, 2, 8, rng))
+    config = {
+        "seed_everything": 0,
+        "trainer": {"logger": False, "default_root_dir": str(tmp_path / "logs"), "enable_progress_bar": False,
+                    "accelerator": "cpu"},
+        "model": {"class_path": "lt_noise.methods.Classifier", "init_args": {"backbone": "mlp", "backbone_args": {"hidden": [8]}}},
+        "data": {"class_path": "lt_noise.data.modules.ImageListDataModule",
+                 "init_args": {"root": str(tmp_path), "train": "train", "test": "test", "image_size": 16, "num_workers": 0}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["predict", "--config", str(path), "--data.init_args.predict", "new", "--predictions.top_k", "2"])
+    rows = _rows(tmp_path / "logs" / "predictions.csv")  # no checkpoint: the trainer's log directory
+    assert [r["path"] for r in rows] == [str(tmp_path / "new" / p) for p in ("more/three.jpg", "one.jpg", "two.jpg")]
+    assert {r["predicted_name"] for r in rows} <= {"cat", "dog"} and all(r["label"] == "" for r in rows)

@@ -73,13 +73,13 @@ def _scan_tree(folder: Path) -> tuple[PathTable, np.ndarray]:
 
 
 def _scan_files(folder: Path) -> list[str]:
-    """Every non-hidden file under ``folder`` (recursively, following links), relative, in sorted order."""
+    """Every non-hidden file under ``folder`` (recursively, following links), as sorted relative paths."""
     found: list[str] = []
     for directory, subdirs, files in os.walk(folder, followlinks=True):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         relative = Path(directory).relative_to(folder)
-        found.extend(str(relative / f) for f in sorted(files) if not f.startswith("."))
-    return found
+        found.extend(str(relative / f) for f in files if not f.startswith("."))
+    return sorted(found)
 
 
 def _read_predict_list(path: Path) -> tuple[list[str], list[str] | None]:
