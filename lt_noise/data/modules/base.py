@@ -436,16 +436,19 @@ class LTNoiseDataModule(L.LightningDataModule):
         return self.test_dataset()
 
     def _source(self, split: str) -> tuple[Sequence[Any], np.ndarray]:
-        """(images, positions) of a split's samples, cached: ``"train"``, ``"predict"`` (what ``predict``
-        runs on), ``"test"`` or ``"val"``."""
+        """(images, positions) of a split's samples, cached: ``"train"`` (by training index), ``"predict"``
+        (what ``predict`` runs on), ``"test"`` or ``"val"``."""
         key = f"predict:{self.predict_split}" if split == "predict" else split  # predict_split may change
         if key not in self._sources:
-            makers = {"train": lambda: self.train_dataset(views=("eval",)), "predict": self.predict_dataset,
-                      "test": self.test_dataset, "val": self.val_dataset}
-            if split not in makers:
-                raise ValueError(f"Expected split in {tuple(makers)}, but got {split!r}")
-            dataset = makers[split]()
-            self._sources[key] = (dataset.images, dataset.positions)
+            if split == "train":
+                composed = self._compose()
+                source = (composed.images, composed.positions)
+            elif split in ("predict", "test", "val"):
+                dataset = {"predict": self.predict_dataset, "test": self.test_dataset, "val": self.val_dataset}[split]()
+                source = (dataset.images, dataset.positions)
+            else:
+                raise ValueError(f"Expected split in ('train', 'predict', 'test', 'val'), but got {split!r}")
+            self._sources[key] = source
         return self._sources[key]
 
     def sample_path(self, index: int, split: str = "train") -> str | None:
