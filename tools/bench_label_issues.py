@@ -45,7 +45,7 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from lt_noise.callbacks import LabelIssues  # noqa: E402
-from lt_noise.callbacks.label_issues_report import detection_metrics  # noqa: E402
+from lt_noise.callbacks.label_issues_report import detection_metrics, precision_recall_at_each_rank  # noqa: E402
 from lt_noise.data.modules import FashionMNISTDataModule  # noqa: E402
 from lt_noise.methods import Classifier  # noqa: E402
 
@@ -163,7 +163,7 @@ def flagged_precision_recall(flagged: np.ndarray, noisy: np.ndarray) -> tuple[in
     return int(flagged.sum()), hits / max(int(flagged.sum()), 1), hits / max(int(noisy.sum()), 1)
 
 
-def evaluate(setting: str, args: argparse.Namespace) -> list[dict]:
+def evaluate(setting: str, args: argparse.Namespace, curves: dict | None = None) -> list[dict]:
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -203,6 +203,12 @@ def evaluate(setting: str, args: argparse.Namespace) -> list[dict]:
                  "trainings": args.folds, "wall_s": fold_wall, **detection_metrics(quality, noisy), "flagged": flagged,
                  "flag_precision": precision, "flag_recall": recall,
                  "suggested_acc_noisy": float((oof.argmax(axis=1)[noisy] == clean[noisy]).mean())})
+    if curves is not None:
+        curves[SETTINGS[setting]["title"]] = {
+            "lt-noise AUM (adjust=none), 1 training": precision_recall_at_each_rank(ours["score_none"], noisy),
+            "lt-noise AUM (adjust=prior), 1 training": precision_recall_at_each_rank(ours["score_prior"], noisy),
+            f"cleanlab quality score, {args.folds}-fold CV": precision_recall_at_each_rank(quality, noisy),
+        }
     # What cleanlab's score makes of the one run's own (in-sample) mean training probabilities.
     in_sample = ours["mean_probs_none"]
     issues = find_label_issues(labels=observed, pred_probs=in_sample)
@@ -212,6 +218,24 @@ def evaluate(setting: str, args: argparse.Namespace) -> list[dict]:
                  "flagged": flagged, "flag_precision": precision, "flag_recall": recall,
                  "suggested_acc_noisy": float((in_sample.argmax(axis=1)[noisy] == clean[noisy]).mean())})
     return rows
+
+
+def curves_figure(curves: dict):
+    """One precision-recall panel per setting, a curve per method."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.2 * len(curves), 4.0), layout="constrained")
+    for i, (title, methods) in enumerate(curves.items()):
+        axis = figure.add_subplot(1, len(curves), i + 1)
+        for (label, (precision, recall)), style in zip(methods.items(), ("-", "--", ":")):
+            axis.plot(recall, precision, style, label=label)
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1.02)
+        axis.set_xlabel("recall")
+        axis.set_ylabel("precision")
+        axis.set_title(title, fontsize=9)
+        axis.legend(loc="lower left", fontsize=7)
+    return figure
 
 
 def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
@@ -255,15 +279,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="bf16-mixed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the rows as JSON here")
+    parser.add_argument("--plot", help="also draw the precision-recall curves of each setting into this PNG")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     command = "python tools/bench_label_issues.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = [row for setting in args.settings for row in evaluate(setting, args)]
+    curves: dict = {}
+    rows = [row for setting in args.settings for row in evaluate(setting, args, curves)]
     table = markdown(rows, args, command)
     print(table)
     print(f"\nmachine: {machine()}")
+    if args.plot:
+        curves_figure(curves).savefig(args.plot, dpi=100)
     if args.json:
         Path(args.json).write_text(json.dumps({"command": command, "machine": machine(), "args": vars(args), "rows": rows},
                                               indent=2))
