@@ -45,7 +45,12 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from lt_noise.callbacks import LabelIssues  # noqa: E402
-from lt_noise.callbacks.label_issues_report import detection_metrics, precision_recall_at_each_rank  # noqa: E402
+from lt_noise.callbacks.label_issues_report import (  # noqa: E402
+    confident_issue_count,
+    detection_metrics,
+    most_suspect,
+    precision_recall_at_each_rank,
+)
 from lt_noise.data.modules import FashionMNISTDataModule  # noqa: E402
 from lt_noise.methods import Classifier  # noqa: E402
 
@@ -191,11 +196,15 @@ def evaluate(setting: str, args: argparse.Namespace, curves: dict | None = None)
     for variant in VARIANTS:
         score = ours[f"score_{variant}"]
         metrics = detection_metrics(score, noisy)
-        flagged, precision, recall = flagged_precision_recall(score < 0, noisy)
+        # The report's flag: the confident-learning count of wrong labels from the mean training probabilities.
+        count = confident_issue_count(ours[f"mean_probs_{variant}"], observed)
+        flagged, precision, recall = flagged_precision_recall(most_suspect(score, count), noisy)
+        below_zero = flagged_precision_recall(score < 0, noisy)
         suggested = ours[f"suggested_{variant}"]
         rows.append({**base, "method": f"lt-noise LabelIssues (AUM, adjust={variant})", "trainings": 1,
                      "wall_s": float(ours["wall_s"]), **metrics, "flagged": flagged, "flag_precision": precision,
-                     "flag_recall": recall, "suggested_acc_noisy": float((suggested[noisy] == clean[noisy]).mean())})
+                     "flag_recall": recall, "suggested_acc_noisy": float((suggested[noisy] == clean[noisy]).mean()),
+                     "aum_below_zero": {"flagged": below_zero[0], "precision": below_zero[1], "recall": below_zero[2]}})
     issues = find_label_issues(labels=observed, pred_probs=oof)
     flagged, precision, recall = flagged_precision_recall(issues, noisy)
     quality = get_label_quality_scores(labels=observed, pred_probs=oof)

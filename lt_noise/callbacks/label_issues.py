@@ -51,9 +51,12 @@ suspect. Keeping a per-class sum costs N x K floats; above ``max_probability_sta
 default: ImageNet-LT, iNaturalist) the suggestion is the largest other class of the sample's last
 record, which needs N integers.
 
-"Suspected" marks AUM < 0: over the averaged epochs the network preferred another class to the
-observed one. It is a default cut-off, not a calibrated one (Pleiss et al. calibrate with extra
-mislabelled "threshold samples", which changes training); the ranking is what the benchmark measures.
+"Suspected" flags the k most suspect samples, k the number of wrong labels that confident learning
+(Northcutt et al., JAIR 2021, the off-diagonal of the confident joint) estimates from the same mean
+probabilities: the ranking is AUM's, the count cleanlab's estimator's, which cleanlab recommends as the
+cut-off of any ranking. (Pleiss et al. calibrate a threshold with extra mislabelled "threshold samples",
+which changes training; AUM < 0 flags too many: the benchmark has both.) Without the probability sums
+(huge N x K) the flag is AUM < 0.
 
 State and distribution: per-sample sums (float64) and counts live on the model's device and are the
 callback's checkpoint state, so a resumed run continues them exactly. Each process adds its own
@@ -88,7 +91,9 @@ from lt_noise.callbacks.label_issues_report import (
     SUSPECT_THRESHOLD,
     LabelIssueReport,
     assigned_margin,
+    confident_issue_count,
     detection_metrics,
+    most_suspect,
     precision_recall_at_each_rank,
 )
 from lt_noise.callbacks.logging import log_figure, tensorboard
@@ -309,9 +314,20 @@ class LabelIssues(Callback):
             source = "no epoch recorded"
         if self.adjust == "prior":
             source += ", logits adjusted by the observed class prior"
-        return LabelIssueReport(score=score.astype(np.float64), observed=totals["observed"].numpy().astype(np.int64),
+        observed = totals["observed"].numpy().astype(np.int64)
+        seen = (epochs > 0).numpy()
+        if "prob_sum" in totals and seen.any():
+            mean_probs = (totals["prob_sum"] / epochs.clamp(min=1.0)[:, None].float()).numpy()
+            count = confident_issue_count(mean_probs[seen], observed[seen])
+            suspected = most_suspect(score, count)
+            flag_rule = (f"the {count:,} lowest scores: the number of wrong labels confident learning estimates from the "
+                         "mean predicted probabilities")
+        else:
+            suspected = score < SUSPECT_THRESHOLD  # NaN compares False
+            flag_rule = f"score < {SUSPECT_THRESHOLD:g}"
+        return LabelIssueReport(score=score.astype(np.float64), observed=observed,
                                 suggested=suggested.numpy().astype(np.int64), epochs=epochs.numpy().astype(np.int64),
-                                source=source)
+                                suspected=suspected, source=source, flag_rule=flag_rule)
 
     # ----------------------------------------------------------------------------------------------
     # Lightning hooks: fit
@@ -458,7 +474,7 @@ class LabelIssues(Callback):
         self.report_path = path
         noisy = self._noise_mask(datamodule, len(report.score))
         summary = (f"Label issues: wrote {path} ({len(report.score):,} training samples, "
-                   f"{int(report.suspected.sum()):,} suspected; score: {report.source})")
+                   f"{int(report.suspected.sum()):,} suspected ({report.flag_rule}); score: {report.source})")
         if noisy is not None:
             metrics = detection_metrics(report.score, noisy)
             summary += (f"; against the true noise mask: AUROC {metrics['auroc']:.3f}, AP {metrics['average_precision']:.3f}, "
@@ -489,7 +505,7 @@ class LabelIssues(Callback):
         figures = {}
         if noisy is not None:
             figures["scores"] = score_histogram_figure(
-                report.score, noisy, threshold=SUSPECT_THRESHOLD, score_name="score",
+                report.score, noisy, threshold=report.flag_threshold, score_name="score",
                 title=f"Label-issue score of clean and noisy samples\n({report.source})",
             )
             precision, recall = precision_recall_at_each_rank(report.score, noisy)

@@ -27,7 +27,7 @@ def score_histogram_figure(
     title: str = "Label-issue score of clean and noisy training samples",
 ) -> Figure:
     """Histograms (densities, shared bins) of ``scores`` of the clean and of the noisy samples
-    (``noisy``: bool mask); a dashed line at ``threshold`` (the report's "suspected" cut-off)."""
+    (``noisy``: bool mask); a dashed line at ``threshold`` (the highest score the report flags)."""
     scores = np.asarray(scores, dtype=float)
     noisy = np.asarray(noisy, dtype=bool)
     if scores.shape != noisy.shape:
@@ -43,7 +43,7 @@ def score_histogram_figure(
                 axis.hist(values, bins=edges, density=True, alpha=0.55, color=color,
                           label=f"{label} (n = {len(values):,})")
     if threshold is not None:
-        axis.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"suspected below {threshold:g}")
+        axis.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"suspected up to {threshold:.3g}")
     axis.set_xlabel(f"{score_name} (lower = more suspect)")
     axis.set_ylabel("density")
     axis.legend(loc="upper left", fontsize=8)

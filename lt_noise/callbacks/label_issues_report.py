@@ -5,7 +5,10 @@
 - :func:`suspect_order`, :func:`precision_recall_at_each_rank` and :func:`detection_metrics` (AUROC,
   average precision, precision at k = the number of noisy samples): how a score (low = suspect) ranks
   the truly noisy labels, where the noise mask is known;
-- :class:`LabelIssueReport`: scores, observed and suggested labels by training index, and the CSV rows.
+- :func:`confident_issue_count`: how many labels are wrong, as confident learning estimates it from
+  predicted probabilities (Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in
+  Dataset Labels", JAIR 2021): the report flags that many of its most suspect samples;
+- :class:`LabelIssueReport`: scores, observed and suggested labels, the flag, and the CSV rows.
 
 The callback that fills it is :class:`lt_noise.callbacks.LabelIssues`; ``tools/bench_label_issues.py``
 uses the same metrics for the comparison with cleanlab.
@@ -28,13 +31,20 @@ __all__ = [
     "SUSPECT_THRESHOLD",
     "LabelIssueReport",
     "assigned_margin",
+    "confident_issue_count",
     "detection_metrics",
+    "most_suspect",
     "precision_recall_at_each_rank",
     "suspect_order",
 ]
 
-# Score below which a sample is "suspected" (AUM < 0: another class was preferred on average).
+# Score below which a sample is "suspected" when no class probabilities are kept (AUM < 0: another class
+# was preferred on average).
 SUSPECT_THRESHOLD = 0.0
+# Tolerance of "a probability reaches its class's threshold" and of "the label is the arg-max" in the
+# confident joint: float32 sums of softmaxes that should tie must not split on rounding (cleanlab uses the
+# same 1e-6, so the counts agree).
+CONFIDENCE_TOLERANCE = 1e-6
 # The report's columns (DESIGN.md §9, with class names, the suspected flag and the number of epochs).
 COLUMNS = ("index", "path", "observed_label", "observed_name", "suggested_label", "suggested_name", "score",
            "rank", "suspected", "epochs")
@@ -102,6 +112,43 @@ def detection_metrics(scores: np.ndarray, noisy: np.ndarray) -> dict[str, float]
     return {"auroc": float(auroc), "average_precision": average_precision, "precision_at_k": at_k, "k": positives}
 
 
+def confident_issue_count(probs: np.ndarray, labels: np.ndarray) -> int:
+    """The number of wrong labels confident learning estimates from predicted probabilities (N, K).
+
+    Northcutt et al. 2021, Sec. 3.1 (the confident joint): class j's threshold t_j is the mean
+    probability of j over the samples labelled j; a sample's confident class is the one class whose
+    probability reaches its threshold, or the arg-max when several do (none: it is not counted). The
+    estimate is the number of samples whose confident class is not their label and whose arg-max is not
+    their label either: the off-diagonal of the confident joint, as cleanlab's
+    ``num_label_issues(estimation_method="off_diagonal")`` counts it. A class no sample is labelled with
+    has no threshold and is never confident.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if probs.ndim != 2 or labels.shape != probs.shape[:1]:
+        raise ValueError(f"Expected probabilities (N, K) and labels (N,), but got {probs.shape} and {labels.shape}")
+    num_classes = probs.shape[1]
+    counts = np.bincount(labels, minlength=num_classes)
+    sums = np.bincount(labels, weights=probs[np.arange(len(labels)), labels], minlength=num_classes)
+    thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+    confident = probs >= thresholds - CONFIDENCE_TOLERANCE
+    several = confident.sum(axis=1) > 1
+    guess = np.where(several, probs.argmax(axis=1), confident.argmax(axis=1))
+    boosted = probs.copy()
+    boosted[np.arange(len(labels)), labels] += CONFIDENCE_TOLERANCE
+    wrong = confident.any(axis=1) & (guess != labels) & (boosted.argmax(axis=1) != labels)
+    return int(wrong.sum())
+
+
+def most_suspect(scores: np.ndarray, count: int) -> np.ndarray:
+    """Boolean mask of the ``count`` most suspect samples (:func:`suspect_order`; never NaN scores)."""
+    scores = np.asarray(scores, dtype=float)
+    mask = np.zeros(len(scores), dtype=bool)
+    order = suspect_order(scores)[: max(int(count), 0)]
+    mask[order[~np.isnan(scores[order])]] = True
+    return mask
+
+
 @dataclass(frozen=True)
 class LabelIssueReport:
     """The report's content, by training index.
@@ -111,22 +158,28 @@ class LabelIssueReport:
         observed: (N,) int64 observed labels (-1 where no record saw the sample).
         suggested: (N,) int64 suggested labels (-1 where unknown).
         epochs: (N,) int64 number of epochs whose records entered the score.
+        suspected: (N,) bool, the samples flagged for review (see ``flag_rule``).
         source: one line saying what the score is (printed, and in the figures' titles).
+        flag_rule: one line saying which samples are flagged.
     """
 
     score: np.ndarray
     observed: np.ndarray
     suggested: np.ndarray
     epochs: np.ndarray
+    suspected: np.ndarray
     source: str
+    flag_rule: str
 
     @property
     def order(self) -> np.ndarray:
         return suspect_order(self.score)
 
     @property
-    def suspected(self) -> np.ndarray:
-        return self.score < SUSPECT_THRESHOLD  # NaN compares False
+    def flag_threshold(self) -> float | None:
+        """The highest score among the flagged samples (None when none is flagged)."""
+        flagged = self.score[self.suspected]
+        return float(flagged.max()) if len(flagged) else None
 
     def rows(self, *, path_of: Callable[[int], str | None] | None = None,
              class_names: Sequence[str] = ()) -> list[list[object]]:

@@ -17,7 +17,9 @@ from lt_noise.callbacks import LabelIssues
 from lt_noise.callbacks.label_issues_report import (
     COLUMNS,
     assigned_margin,
+    confident_issue_count,
     detection_metrics,
+    most_suspect,
     precision_recall_at_each_rank,
     suspect_order,
 )
@@ -87,6 +89,21 @@ def test_detection_metrics_agree_with_scikit_learn():
     assert ours["average_precision"] == pytest.approx(metrics_module.average_precision_score(noisy, -scores))
 
 
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_the_confident_learning_count_matches_a_loop_and_cleanlab(num_classes):
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, num_classes, size=400)
+    logits = rng.normal(size=(400, num_classes)) + 2.0 * np.eye(num_classes)[labels] * (rng.random(400) > 0.3)[:, None]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    count = confident_issue_count(probs, labels)
+    assert count == _confident_count_by_loop(probs, labels) and count > 0
+    cleanlab_count = pytest.importorskip("cleanlab.count")
+    assert count == cleanlab_count.num_label_issues(labels, probs)
+    assert confident_issue_count(probs[labels > 0], labels[labels > 0]) >= 0  # a class without samples is fine
+    mask = most_suspect(np.array([0.3, np.nan, -1.0, 0.2]), 3)
+    assert mask.tolist() == [True, False, True, True]
+
+
 def test_never_seen_samples_rank_last_and_count_as_least_suspect():
     scores = np.array([0.5, np.nan, -1.0, 0.5])
     assert suspect_order(scores).tolist() == [2, 0, 3, 1]
@@ -115,7 +132,24 @@ def _reference_aum(batches, num_samples, num_classes):
             probs[i] += np.mean(softmaxes[i], axis=0)
     with np.errstate(invalid="ignore"):
         score = np.where(epochs > 0, margin_sum / np.maximum(epochs, 1), np.nan)
-    return score, np.where(epochs > 0, probs.argmax(axis=1), -1)
+        mean_probs = probs / epochs[:, None]
+    return score, np.where(epochs > 0, probs.argmax(axis=1), -1), mean_probs
+
+
+def _confident_count_by_loop(probs, labels):
+    """The off-diagonal of the confident joint (Northcutt et al. 2021, Sec. 3.1), one sample at a time."""
+    num_classes = probs.shape[1]
+    thresholds = [np.mean([probs[i, j] for i in range(len(labels)) if labels[i] == j]) if (labels == j).any() else np.inf
+                  for j in range(num_classes)]
+    count = 0
+    for row, label in zip(probs, labels):
+        confident = [j for j in range(num_classes) if row[j] >= thresholds[j] - 1e-6]
+        if not confident:
+            continue
+        guess = confident[0] if len(confident) == 1 else int(np.argmax(row))
+        argmax_is_label = row[label] + 1e-6 >= row.max()
+        count += guess != label and not argmax_is_label
+    return count
 
 
 @pytest.mark.parametrize("max_probability_state", [1 << 24, 0])
@@ -137,7 +171,7 @@ def test_area_under_the_margin_matches_a_loop_over_the_records(max_probability_s
         callback.close_epoch()
         epochs.append(batches)
     report = callback.report()
-    score, suggested = _reference_aum(epochs, n, k)
+    score, suggested, _ = _reference_aum(epochs, n, k)
     np.testing.assert_allclose(report.score, score, rtol=1e-5, atol=1e-5)
     assert np.isnan(report.score[-2:]).all() and (report.epochs[-2:] == 0).all()
     if max_probability_state:
@@ -189,12 +223,15 @@ def test_every_fit_writes_the_report_and_it_is_the_area_under_the_margin_of_the_
     assert all(int(by_index[i]["observed_label"]) == observed[i] for i in range(dm.train_size))
     assert by_index[0]["observed_name"] == dm.class_names[observed[0]] and by_index[0]["path"] == ""
     # Epochs 1 and 2 count (start_epoch 1); each sample once per step even under mixup.
-    reference, suggested = _reference_aum([capture.epochs[1], capture.epochs[2]], dm.train_size, 10)
+    reference, suggested, mean_probs = _reference_aum([capture.epochs[1], capture.epochs[2]], dm.train_size, 10)
+    count = _confident_count_by_loop(mean_probs, observed)
+    flagged = set(np.argsort(reference)[:count].tolist())
+    assert 0 < count < dm.train_size
     for i in range(dm.train_size):
         assert float(by_index[i]["score"]) == pytest.approx(reference[i], rel=1e-4, abs=1e-4)
         assert int(by_index[i]["suggested_label"]) == suggested[i]
         assert int(by_index[i]["epochs"]) == 2
-        assert by_index[i]["suspected"] == str(int(reference[i] < 0))
+        assert by_index[i]["suspected"] == str(int(i in flagged))
     assert not list(tmp_path.glob("*.png"))  # no logger: the CSV only
 
 
