@@ -52,11 +52,12 @@ default: ImageNet-LT, iNaturalist) the suggestion is the largest other class of 
 record, which needs N integers.
 
 "Suspected" flags the k most suspect samples, k the number of wrong labels that confident learning
-(Northcutt et al., JAIR 2021, the off-diagonal of the confident joint) estimates from the same mean
-probabilities: the ranking is AUM's, the count cleanlab's estimator's, which cleanlab recommends as the
-cut-off of any ranking. (Pleiss et al. calibrate a threshold with extra mislabelled "threshold samples",
-which changes training; AUM < 0 flags too many: the benchmark has both.) Without the probability sums
-(huge N x K) the flag is AUM < 0.
+(Northcutt et al., JAIR 2021: the off-diagonal of the confident joint, cleanlab's default
+``num_label_issues``) estimates from the same mean probabilities: the ranking is AUM's, the count the
+estimator's (cleanlab's documentation offers such a count as the cut-off of a custom ranking). Pleiss et
+al. instead calibrate a threshold with extra mislabelled "threshold samples", which changes training;
+the plain AUM < 0 flags too many (the benchmark reports both). Without the probability sums (huge
+N x K) the flag is AUM < 0.
 
 State and distribution: per-sample sums (float64) and counts live on the model's device and are the
 callback's checkpoint state, so a resumed run continues them exactly. Each process adds its own
