@@ -191,7 +191,8 @@ def write_label_issues(trainer: L.Trainer, model: L.LightningModule, datamodule:
     state = saved_label_issue_state(checkpoint)
     if state is not None:
         rank_zero_info(f"Label issues of {ckpt_path}: from the training dynamics saved in the checkpoint")
-        callback = LabelIssues(filename=path.name, dirpath=str(path.parent), adjust=state.get("adjust", "none"))
+        callback = LabelIssues(filename=path.name, dirpath=str(path.parent), adjust=state.get("adjust", "none"),
+                               score=state.get("score", "balanced_margin"))
         callback.load_state_dict(state)
         if callback.num_samples != datamodule.train_size:
             raise ValueError(

@@ -46,6 +46,7 @@ from torch.utils.data import Dataset  # noqa: E402
 
 from lt_noise.callbacks import LabelIssues  # noqa: E402
 from lt_noise.callbacks.label_issues_report import (  # noqa: E402
+    balanced_margin,
     confident_issue_count,
     detection_metrics,
     most_suspect,
@@ -60,7 +61,8 @@ SETTINGS = {
     "nlt": {"title": "N-LT: ratio 100, class-frequency 0.4", "imbalance": "exp", "imbalance_ratio": 100.0,
             "noise": "class_frequency", "noise_rate": 0.4, "capped": False},
 }
-# Our report's variants, one callback each in the same run: the logits as they are, and logit-adjusted.
+# Our report's recordings, one callback each in the same run: the logits as they are, and logit-adjusted
+# (the area under the margin of both, and their mean probabilities, are cached; the scores come from them).
 VARIANTS = ("none", "prior")
 
 
@@ -104,8 +106,10 @@ def trainer(args: argparse.Namespace, root: Path, callbacks=()) -> L.Trainer:
 
 def run_ours(data: FashionMNISTDataModule, args: argparse.Namespace, folder: Path) -> dict[str, np.ndarray]:
     """One training on the whole noisy set with the report (both variants); returns the cache arrays."""
-    callbacks = [LabelIssues(filename=f"label_issues_{v}.csv", dirpath=str(folder), adjust=v, figures=v == "none")
-                 for v in VARIANTS]
+    # score="aum": the cache keeps the area under the margin and the mean probabilities, every score is computed
+    # from them in evaluate().
+    callbacks = [LabelIssues(filename=f"label_issues_{v}.csv", dirpath=str(folder), score="aum", adjust=v,
+                             figures=v == "none") for v in VARIANTS]
     model = make_model(data.class_counts, args, data.noise_rate)
     start = time.perf_counter()
     trainer(args, folder, callbacks).fit(model, data)
@@ -193,18 +197,23 @@ def evaluate(setting: str, args: argparse.Namespace, curves: dict | None = None)
 
     rows = []
     base = {"setting": SETTINGS[setting]["title"], "samples": len(observed), "noisy": int(noisy.sum())}
-    for variant in VARIANTS:
-        score = ours[f"score_{variant}"]
-        metrics = detection_metrics(score, noisy)
+    scores = {}
+    for variant, name in (("none", "balanced margin (default)"), ("none", "AUM"), ("prior", "AUM, adjust=prior")):
+        mean_probs = ours[f"mean_probs_{variant}"]
+        if name.startswith("balanced"):
+            score, suggested = balanced_margin(mean_probs, observed)
+        else:
+            score, suggested = ours[f"score_{variant}"], mean_probs.argmax(axis=1)
+        scores[name] = score
         # The report's flag: the confident-learning count of wrong labels from the mean training probabilities.
-        count = confident_issue_count(ours[f"mean_probs_{variant}"], observed)
+        count = confident_issue_count(mean_probs, observed)
         flagged, precision, recall = flagged_precision_recall(most_suspect(score, count), noisy)
         below_zero = flagged_precision_recall(score < 0, noisy)
-        suggested = ours[f"suggested_{variant}"]
-        rows.append({**base, "method": f"lt-noise LabelIssues (AUM, adjust={variant})", "trainings": 1,
-                     "wall_s": float(ours["wall_s"]), **metrics, "flagged": flagged, "flag_precision": precision,
-                     "flag_recall": recall, "suggested_acc_noisy": float((suggested[noisy] == clean[noisy]).mean()),
-                     "aum_below_zero": {"flagged": below_zero[0], "precision": below_zero[1], "recall": below_zero[2]}})
+        rows.append({**base, "method": f"lt-noise LabelIssues: {name}", "trainings": 1,
+                     "wall_s": float(ours["wall_s"]), **detection_metrics(score, noisy), "flagged": flagged,
+                     "flag_precision": precision, "flag_recall": recall,
+                     "suggested_acc_noisy": float((suggested[noisy] == clean[noisy]).mean()),
+                     "below_zero": {"flagged": below_zero[0], "precision": below_zero[1], "recall": below_zero[2]}})
     issues = find_label_issues(labels=observed, pred_probs=oof)
     flagged, precision, recall = flagged_precision_recall(issues, noisy)
     quality = get_label_quality_scores(labels=observed, pred_probs=oof)
@@ -214,8 +223,8 @@ def evaluate(setting: str, args: argparse.Namespace, curves: dict | None = None)
                  "suggested_acc_noisy": float((oof.argmax(axis=1)[noisy] == clean[noisy]).mean())})
     if curves is not None:
         curves[SETTINGS[setting]["title"]] = {
-            "lt-noise AUM (adjust=none), 1 training": precision_recall_at_each_rank(ours["score_none"], noisy),
-            "lt-noise AUM (adjust=prior), 1 training": precision_recall_at_each_rank(ours["score_prior"], noisy),
+            "lt-noise balanced margin, 1 training": precision_recall_at_each_rank(scores["balanced margin (default)"], noisy),
+            "lt-noise AUM, 1 training": precision_recall_at_each_rank(scores["AUM"], noisy),
             f"cleanlab quality score, {args.folds}-fold CV": precision_recall_at_each_rank(quality, noisy),
         }
     # What cleanlab's score makes of the one run's own (in-sample) mean training probabilities.

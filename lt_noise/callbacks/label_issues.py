@@ -74,7 +74,6 @@ a weaker score; the output says which). That pass is this callback with ``from_p
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -92,6 +91,7 @@ from lt_noise.callbacks.label_issues_report import (
     SUSPECT_THRESHOLD,
     LabelIssueReport,
     assigned_margin,
+    balanced_margin,
     confident_issue_count,
     detection_metrics,
     most_suspect,
@@ -102,9 +102,10 @@ from lt_noise.callbacks.tables import save_figure, write_csv
 from lt_noise.distributed import all_reduce_, world_size
 from lt_noise.validation import check_choice, check_flag, check_int
 
-__all__ = ["ADJUSTMENTS", "MAX_PROBABILITY_STATE", "REPORT_FILE", "LabelIssues"]
+__all__ = ["ADJUSTMENTS", "MAX_PROBABILITY_STATE", "REPORT_FILE", "SCORES", "LabelIssues"]
 
 ADJUSTMENTS = ("none", "prior")
+SCORES = ("balanced_margin", "aum")
 # Default bound on the per-sample class-probability sums (N x K float32 entries, 64 MiB), see the docstring.
 MAX_PROBABILITY_STATE = 1 << 24
 REPORT_FILE = "label_issues.csv"
@@ -121,7 +122,8 @@ class LabelIssues(Callback):
     Args:
         filename: the report's file name in ``dirpath``.
         dirpath: folder of the report (None: the trainer's log directory, beside ``results.json``).
-        start_epoch: first epoch whose margins enter the score (0-based; lowered to the last epoch when
+        score: ``"balanced_margin"`` (default) or ``"aum"``, see the module docstring.
+        start_epoch: first epoch whose records enter the score (0-based; lowered to the last epoch when
             training is shorter).
         adjust: ``"none"`` (the logits as they are) or ``"prior"`` (logit adjustment by the observed
             class counts before the margin; see the module docstring).
@@ -141,6 +143,7 @@ class LabelIssues(Callback):
         *,
         filename: str = REPORT_FILE,
         dirpath: str | None = None,
+        score: str = "balanced_margin",
         start_epoch: int = 1,
         adjust: str = "none",
         figures: bool | None = None,
@@ -150,6 +153,7 @@ class LabelIssues(Callback):
     ) -> None:
         if not isinstance(filename, str) or not filename or Path(filename).name != filename:
             raise ValueError(f"Expected argument `filename` to be a file name without folders, but got {filename!r}")
+        check_choice("score", score, SCORES)
         check_int("start_epoch", start_epoch, minimum=0)
         check_choice("adjust", adjust, ADJUSTMENTS)
         if figures is not None:
@@ -159,6 +163,7 @@ class LabelIssues(Callback):
         check_flag("from_predictions", from_predictions)
         self.filename = filename
         self.dirpath = dirpath
+        self.score = score
         self.start_epoch = start_epoch
         self.adjust = adjust
         self.figures = figures
@@ -227,6 +232,7 @@ class LabelIssues(Callback):
             "num_classes": self.num_classes,
             "first_epoch": self.first_epoch,
             "adjust": self.adjust,
+            "score": self.score,
             "closed_epochs": list(self.closed_epochs),
             "current_epoch": self.current_epoch,
             "totals": {k: v.detach().cpu().clone() for k, v in self.totals.items()},
@@ -299,36 +305,41 @@ class LabelIssues(Callback):
         if self.num_samples is None:
             raise ValueError("Expected a LabelIssues callback that has recorded a run, but it has no state")
         totals = {k: v.detach().cpu() for k, v in self.totals.items()}
-        epochs = totals["epochs"]
-        score = torch.where(epochs > 0, totals["margin_sum"] / epochs.clamp(min=1.0), math.nan).numpy()
-        if "prob_sum" in totals:
-            suggested = totals["prob_sum"].argmax(dim=1)
-            suggested = torch.where(epochs > 0, suggested, -1)
-        else:
-            suggested = totals["last_other"]
+        epochs = totals["epochs"].numpy()
+        seen = epochs > 0
+        observed = totals["observed"].numpy().astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aum = np.where(seen, totals["margin_sum"].numpy() / np.maximum(epochs, 1.0), np.nan)
         if self.from_predictions:
-            source = "margin of the final model, one pass over the training set (no training dynamics saved)"
+            over = "of the final model (one pass over the training set; no training dynamics saved)"
         elif self.closed_epochs:
             first, last = min(self.closed_epochs), max(self.closed_epochs)
-            source = f"area under the margin over epochs {first}-{last}" if first != last else f"margin in epoch {first}"
+            over = f"over epochs {first}-{last}" if first != last else f"in epoch {first}"
         else:
-            source = "no epoch recorded"
-        if self.adjust == "prior":
-            source += ", logits adjusted by the observed class prior"
-        observed = totals["observed"].numpy().astype(np.int64)
-        seen = (epochs > 0).numpy()
+            over = "(no epoch recorded)"
+        adjusted = ", logits adjusted by the observed class prior" if self.adjust == "prior" else ""
         if "prob_sum" in totals and seen.any():
-            mean_probs = (totals["prob_sum"] / epochs.clamp(min=1.0)[:, None].float()).numpy()
+            mean_probs = (totals["prob_sum"] / torch.as_tensor(np.maximum(epochs, 1.0))[:, None].float()).numpy()
+            suggested = np.full(len(seen), -1, dtype=np.int64)
+            if self.score == "balanced_margin":
+                score = np.full(len(seen), np.nan)
+                score[seen], suggested[seen] = balanced_margin(mean_probs[seen], observed[seen])
+                source = f"balanced margin of the mean predicted probabilities {over}{adjusted}"
+            else:
+                score = aum
+                suggested[seen] = mean_probs[seen].argmax(axis=1)
+                source = f"area under the margin {over}{adjusted}"
             count = confident_issue_count(mean_probs[seen], observed[seen])
             suspected = most_suspect(score, count)
             flag_rule = (f"the {count:,} lowest scores: the number of wrong labels confident learning estimates from the "
                          "mean predicted probabilities")
-        else:
+        else:  # no per-class sums (N x K above max_probability_state): the logit margin alone
+            score, suggested = aum, totals["last_other"].numpy().astype(np.int64)
+            source = f"area under the margin {over}{adjusted}"
             suspected = score < SUSPECT_THRESHOLD  # NaN compares False
             flag_rule = f"score < {SUSPECT_THRESHOLD:g}"
-        return LabelIssueReport(score=score.astype(np.float64), observed=observed,
-                                suggested=suggested.numpy().astype(np.int64), epochs=epochs.numpy().astype(np.int64),
-                                suspected=suspected, source=source, flag_rule=flag_rule)
+        return LabelIssueReport(score=score.astype(np.float64), observed=observed, suggested=suggested,
+                                epochs=epochs.astype(np.int64), suspected=suspected, source=source, flag_rule=flag_rule)
 
     # ----------------------------------------------------------------------------------------------
     # Lightning hooks: fit

@@ -5,6 +5,8 @@
 - :func:`suspect_order`, :func:`precision_recall_at_each_rank` and :func:`detection_metrics` (AUROC,
   average precision, precision at k = the number of noisy samples): how a score (low = suspect) ranks
   the truly noisy labels, where the noise mask is known;
+- :func:`class_thresholds` and :func:`balanced_margin`: the margin of predicted probabilities with each
+  class's divided by its confident threshold (the report's default score);
 - :func:`confident_issue_count`: how many labels are wrong, as confident learning estimates it from
   predicted probabilities (Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in
   Dataset Labels", JAIR 2021): the report flags that many of its most suspect samples;
@@ -31,6 +33,8 @@ __all__ = [
     "SUSPECT_THRESHOLD",
     "LabelIssueReport",
     "assigned_margin",
+    "balanced_margin",
+    "class_thresholds",
     "confident_issue_count",
     "detection_metrics",
     "most_suspect",
@@ -45,6 +49,9 @@ SUSPECT_THRESHOLD = 0.0
 # confident joint: float32 sums of softmaxes that should tie must not split on rounding (cleanlab uses the
 # same 1e-6, so the counts agree).
 CONFIDENCE_TOLERANCE = 1e-6
+# Smallest probability a log is taken of: float32's smallest normal number (mean softmax sums are float32;
+# a probability below it carries no ranking information).
+PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
 # The report's columns (DESIGN.md §9, with class names, the suspected flag and the number of epochs).
 COLUMNS = ("index", "path", "observed_label", "observed_name", "suggested_label", "suggested_name", "score",
            "rank", "suspected", "epochs")
@@ -112,6 +119,36 @@ def detection_metrics(scores: np.ndarray, noisy: np.ndarray) -> dict[str, float]
     return {"auroc": float(auroc), "average_precision": average_precision, "precision_at_k": at_k, "k": positives}
 
 
+def class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each class's confident threshold t_j (K,): the mean probability of j over the samples labelled j
+    (Northcutt et al. 2021, Sec. 3.1); 1 for a class no sample is labelled with."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = probs.shape[1]
+    counts = np.bincount(labels, minlength=num_classes)
+    sums = np.bincount(labels, weights=probs[np.arange(len(labels)), labels], minlength=num_classes)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
+
+
+def balanced_margin(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(log(p_y / t_y) - max_{j != y} log(p_j / t_j), argmax_j p_j / t_j)`` of every row of predicted
+    probabilities (N, K) with labels (N,), t the :func:`class_thresholds` of ``probs``: the margin of the
+    observed label after dividing each class's probability by its confident threshold, and the class
+    that is most probable so balanced. The division removes what a class's probabilities owe to its
+    frequency (a long-tailed or flip-inflated class is predicted more often, its members more
+    confidently), as confident learning's per-class thresholds do, whatever loss trained the model."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if probs.ndim != 2 or probs.shape[1] < 2 or labels.shape != probs.shape[:1]:
+        raise ValueError(f"Expected probabilities (N, K >= 2) and labels (N,), but got {probs.shape} and {labels.shape}")
+    scaled = np.log(np.maximum(probs, PROBABILITY_FLOOR)) - np.log(np.maximum(class_thresholds(probs, labels), PROBABILITY_FLOOR))
+    rows = np.arange(len(labels))
+    assigned = scaled[rows, labels]
+    others = scaled.copy()
+    others[rows, labels] = -np.inf
+    return assigned - others.max(axis=1), scaled.argmax(axis=1)
+
+
 def confident_issue_count(probs: np.ndarray, labels: np.ndarray) -> int:
     """The number of wrong labels confident learning estimates from predicted probabilities (N, K).
 
@@ -127,10 +164,8 @@ def confident_issue_count(probs: np.ndarray, labels: np.ndarray) -> int:
     labels = np.asarray(labels, dtype=np.int64)
     if probs.ndim != 2 or labels.shape != probs.shape[:1]:
         raise ValueError(f"Expected probabilities (N, K) and labels (N,), but got {probs.shape} and {labels.shape}")
-    num_classes = probs.shape[1]
-    counts = np.bincount(labels, minlength=num_classes)
-    sums = np.bincount(labels, weights=probs[np.arange(len(labels)), labels], minlength=num_classes)
-    thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+    counts = np.bincount(labels, minlength=probs.shape[1])
+    thresholds = np.where(counts > 0, class_thresholds(probs, labels), np.inf)
     confident = probs >= thresholds - CONFIDENCE_TOLERANCE
     several = confident.sum(axis=1) > 1
     guess = np.where(several, probs.argmax(axis=1), confident.argmax(axis=1))
@@ -154,7 +189,7 @@ class LabelIssueReport:
     """The report's content, by training index.
 
     Attributes:
-        score: (N,) float64, low = suspect (AUM, or the final model's margin); NaN for a sample no record saw.
+        score: (N,) float64, low = suspect (see ``source``); NaN for a sample no record saw.
         observed: (N,) int64 observed labels (-1 where no record saw the sample).
         suggested: (N,) int64 suggested labels (-1 where unknown).
         epochs: (N,) int64 number of epochs whose records entered the score.

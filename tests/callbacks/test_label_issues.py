@@ -17,6 +17,8 @@ from lt_noise.callbacks import LabelIssues
 from lt_noise.callbacks.label_issues_report import (
     COLUMNS,
     assigned_margin,
+    balanced_margin,
+    class_thresholds,
     confident_issue_count,
     detection_metrics,
     most_suspect,
@@ -89,6 +91,21 @@ def test_detection_metrics_agree_with_scikit_learn():
     assert ours["average_precision"] == pytest.approx(metrics_module.average_precision_score(noisy, -scores))
 
 
+def test_the_balanced_margin_divides_each_class_by_its_confident_threshold():
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 4, size=60)
+    probs = rng.dirichlet(np.ones(5), size=60)  # class 4: nobody's label, threshold 1
+    margin, suggested = balanced_margin(probs, labels)
+    reference, reference_suggested = _balanced_margin_by_loop(probs, labels)
+    np.testing.assert_allclose(margin, reference, rtol=1e-12)
+    np.testing.assert_array_equal(suggested, reference_suggested)
+    np.testing.assert_allclose(class_thresholds(probs, labels)[:4], [probs[labels == j, j].mean() for j in range(4)])
+    assert class_thresholds(probs, labels)[4] == 1.0
+    # Scaling a class's probabilities scales its threshold alike: the margins do not move.
+    scaled = probs * np.array([1, 1, 3, 1, 1])
+    np.testing.assert_allclose(balanced_margin(scaled, labels)[0], margin, rtol=1e-9)
+
+
 @pytest.mark.parametrize("num_classes", [2, 5])
 def test_the_confident_learning_count_matches_a_loop_and_cleanlab(num_classes):
     rng = np.random.default_rng(5)
@@ -136,11 +153,26 @@ def _reference_aum(batches, num_samples, num_classes):
     return score, np.where(epochs > 0, probs.argmax(axis=1), -1), mean_probs
 
 
+def _thresholds_by_loop(probs, labels):
+    return [np.mean([probs[i, j] for i in range(len(labels)) if labels[i] == j]) if (labels == j).any() else None
+            for j in range(probs.shape[1])]
+
+
+def _balanced_margin_by_loop(probs, labels):
+    """log(p_y / t_y) - max over other classes of log(p_j / t_j), t_j the mean p_j of the samples labelled j."""
+    thresholds = [1.0 if t is None else t for t in _thresholds_by_loop(probs, labels)]
+    margins, suggested = [], []
+    for row, label in zip(probs, labels):
+        scaled = [np.log(max(row[j], np.finfo(np.float32).tiny)) - np.log(thresholds[j]) for j in range(len(row))]
+        margins.append(scaled[label] - max(v for j, v in enumerate(scaled) if j != label))
+        suggested.append(int(np.argmax(scaled)))
+    return np.array(margins), np.array(suggested)
+
+
 def _confident_count_by_loop(probs, labels):
     """The off-diagonal of the confident joint (Northcutt et al. 2021, Sec. 3.1), one sample at a time."""
     num_classes = probs.shape[1]
-    thresholds = [np.mean([probs[i, j] for i in range(len(labels)) if labels[i] == j]) if (labels == j).any() else np.inf
-                  for j in range(num_classes)]
+    thresholds = [np.inf if t is None else t for t in _thresholds_by_loop(probs, labels)]
     count = 0
     for row, label in zip(probs, labels):
         confident = [j for j in range(num_classes) if row[j] >= thresholds[j] - 1e-6]
@@ -156,7 +188,7 @@ def _confident_count_by_loop(probs, labels):
 def test_area_under_the_margin_matches_a_loop_over_the_records(max_probability_state):
     rng = np.random.default_rng(3)
     n, k = 30, 4
-    callback = LabelIssues(max_probability_state=max_probability_state)
+    callback = LabelIssues(score="aum", max_probability_state=max_probability_state)
     callback._allocate(n, k, torch.device("cpu"))
     epochs = []
     for epoch in range(3):
@@ -204,7 +236,7 @@ def _read(path):
 
 
 @pytest.mark.parametrize("method", [Classifier, MixupClassifier])
-def test_every_fit_writes_the_report_and_it_is_the_area_under_the_margin_of_the_steps(method, fm_root, tmp_path, one_thread):
+def test_every_fit_writes_the_report_from_the_records_of_every_step(method, fm_root, tmp_path, one_thread):
     dm = fashion_mnist_data(fm_root, noise="symmetric", noise_rate=0.4, noise_exact=True)
     options = {"mixup_alpha": 1.0} if method is MixupClassifier else {}
     model = build_method(method, dm, seed=0, **options)
@@ -222,8 +254,10 @@ def test_every_fit_writes_the_report_and_it_is_the_area_under_the_margin_of_the_
     observed = dm.observed_targets
     assert all(int(by_index[i]["observed_label"]) == observed[i] for i in range(dm.train_size))
     assert by_index[0]["observed_name"] == dm.class_names[observed[0]] and by_index[0]["path"] == ""
-    # Epochs 1 and 2 count (start_epoch 1); each sample once per step even under mixup.
-    reference, suggested, mean_probs = _reference_aum([capture.epochs[1], capture.epochs[2]], dm.train_size, 10)
+    # The default score: the balanced margin of the mean softmax of epochs 1 and 2 (start_epoch 1); each sample
+    # once per step even under mixup.
+    _, _, mean_probs = _reference_aum([capture.epochs[1], capture.epochs[2]], dm.train_size, 10)
+    reference, suggested = _balanced_margin_by_loop(mean_probs, observed)
     count = _confident_count_by_loop(mean_probs, observed)
     flagged = set(np.argsort(reference)[:count].tolist())
     assert 0 < count < dm.train_size
@@ -272,6 +306,7 @@ def test_the_state_is_the_checkpoints_and_a_mismatched_dataset_is_refused(fm_roo
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [({"start_epoch": -1}, "start_epoch"), ({"adjust": "balanced"}, "adjust"),
+                                               ({"score": "loss"}, "score"),
                                                ({"filename": "a/b.csv"}, "filename"), ({"grid_size": -2}, "grid_size")])
 def test_bad_settings_name_the_argument(kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -280,7 +315,8 @@ def test_bad_settings_name_the_argument(kwargs, field):
 
 def test_prior_adjustment_is_the_margin_of_the_logits_minus_the_log_class_counts(fm_root, tmp_path, one_thread):
     dm = fashion_mnist_data(fm_root, imbalance="exp", imbalance_ratio=10)
-    plain, adjusted = LabelIssues(filename="plain.csv"), LabelIssues(filename="adjusted.csv", adjust="prior")
+    plain = LabelIssues(filename="plain.csv", score="aum")
+    adjusted = LabelIssues(filename="adjusted.csv", score="aum", adjust="prior")
     capture = CaptureRecords()
     trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[plain, adjusted, capture])
