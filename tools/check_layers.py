@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (layer name, module prefixes), top first. The longest matching prefix decides a module's layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cli", ("lt_noise.cli", "lt_noise.sweep", "lt_noise.sweep_plots")),
+    ("cli", ("lt_noise.cli", "lt_noise.cli_errors", "lt_noise.sweep", "lt_noise.sweep_plots")),
     ("methods", ("lt_noise.methods",)),
     ("callbacks", ("lt_noise.callbacks",)),
     ("models, losses", ("lt_noise.models", "lt_noise.losses", "lt_noise.prototypes", "lt_noise.weighting",

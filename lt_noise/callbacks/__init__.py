@@ -1,4 +1,5 @@
-"""Callbacks: diagnostics and figures for TensorBoard, the results file, and training schedules.
+"""Callbacks: diagnostics and figures for TensorBoard, the results file, the label-issue report, and training
+schedules.
 
 Callbacks read the method through ``pl_module`` (its documented attributes) and never import
 :mod:`lt_noise.methods` (DESIGN.md §1): they sit below the methods, which name their default callbacks
@@ -11,7 +12,9 @@ from lt_noise.callbacks.defaults import build_default_callbacks, register_defaul
 from lt_noise.callbacks.dynamic_loss import DynamicLossDiagnostics
 from lt_noise.callbacks.figures import EvaluationFigures
 from lt_noise.callbacks.interrupt import InterruptCheckpoint
+from lt_noise.callbacks.label_issues import LabelIssues
 from lt_noise.callbacks.pal import PrototypeDiagnostics
+from lt_noise.callbacks.predictions import PredictionWriter
 from lt_noise.callbacks.results import ResultsWriter
 from lt_noise.callbacks.schedules import ABSGDStages, DeferredReweighting
 
@@ -23,6 +26,8 @@ __all__ = [
     "DynamicLossDiagnostics",
     "EvaluationFigures",
     "InterruptCheckpoint",
+    "LabelIssues",
+    "PredictionWriter",
     "PrototypeDiagnostics",
     "ResultsWriter",
     "build_default_callbacks",

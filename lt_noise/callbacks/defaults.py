@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from lt_noise.callbacks.absgd import AttentionalWeightFigures
 from lt_noise.callbacks.figures import EvaluationFigures
 from lt_noise.callbacks.interrupt import InterruptCheckpoint
+from lt_noise.callbacks.label_issues import LabelIssues
 from lt_noise.callbacks.pal import PrototypeDiagnostics
 from lt_noise.callbacks.results import ResultsWriter
 
@@ -30,6 +31,7 @@ DEFAULT_CALLBACKS: dict[str, Callable[[], Callback]] = {
     "ResultsWriter": ResultsWriter,
     "EvaluationFigures": EvaluationFigures,
     "InterruptCheckpoint": InterruptCheckpoint,
+    "LabelIssues": LabelIssues,
     "PrototypeDiagnostics": PrototypeDiagnostics,
     "AttentionalWeightFigures": AttentionalWeightFigures,
 }

@@ -48,23 +48,37 @@ def reliability_diagram_figure(
     bin_confidence: Sequence[float], bin_accuracy: Sequence[float], bin_count: Sequence[int], *, ece: float,
     title: str = "Reliability diagram",
 ) -> Figure:
-    """Accuracy per confidence bin against the diagonal of perfect calibration (Guo et al. 2017, Fig. 1)."""
+    """Accuracy per confidence bin against the diagonal of perfect calibration (Guo et al. 2017, Fig. 1),
+    with the gap between accuracy and mean confidence drawn so that its sign reads at a glance.
+
+    Each bin's bar is solid up to the lower of its accuracy and its mean confidence; the gap between the
+    two is a hatched segment on top: red above the accuracy where the model is over-confident
+    (confidence > accuracy), green below it where it is under-confident (accuracy > confidence), so the
+    bar's outline still ends at the accuracy. Empty bins draw nothing.
+    """
     count = np.asarray(bin_count, dtype=float)
     n_bins = len(count)
     edges = np.linspace(0, 1, n_bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
-    accuracy = np.where(count > 0, np.asarray(bin_accuracy, dtype=float), 0.0)
-    confidence = np.where(count > 0, np.asarray(bin_confidence, dtype=float), centres)
+    filled = count > 0
+    accuracy = np.where(filled, np.asarray(bin_accuracy, dtype=float), 0.0)
+    confidence = np.where(filled, np.asarray(bin_confidence, dtype=float), 0.0)
+    width = 1 / n_bins
+    over = filled & (confidence > accuracy)
+    under = filled & (confidence < accuracy)
     figure = Figure(figsize=(4.5, 4.5), layout="constrained")
     axis = figure.add_subplot()
-    axis.bar(centres, accuracy, width=1 / n_bins, edgecolor="black", color="tab:blue", label="accuracy")
-    axis.bar(centres, confidence - accuracy, bottom=accuracy, width=1 / n_bins, color="tab:red", alpha=0.3,
-             edgecolor="tab:red", label="gap")
-    axis.plot([0, 1], [0, 1], "k--", linewidth=1)
+    axis.bar(centres[filled], np.minimum(accuracy, confidence)[filled], width=width, color="tab:blue",
+             edgecolor="black", linewidth=0.6, label="accuracy")
+    axis.bar(centres[over], (confidence - accuracy)[over], bottom=accuracy[over], width=width, color="white",
+             edgecolor="tab:red", hatch="///", linewidth=0.8, label="over-confident (confidence > accuracy)")
+    axis.bar(centres[under], (accuracy - confidence)[under], bottom=confidence[under], width=width, color="white",
+             edgecolor="tab:green", hatch="\\\\\\", linewidth=0.8, label="under-confident (accuracy > confidence)")
+    axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
     axis.set_xlabel("confidence")
     axis.set_ylabel("accuracy")
-    axis.legend(loc="upper left")
+    axis.legend(loc="upper left", fontsize=7)
     axis.set_title(f"{title} (ECE = {100 * ece:.2f}%)")
     return figure

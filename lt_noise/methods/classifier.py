@@ -15,6 +15,13 @@ Subclassing, by what you want to change:
   :meth:`check_finite` on the loss you back-propagate;
 - which parameters train (a frozen backbone in a second stage): override :meth:`trainable_parameters`.
 
+Training dynamics for the callbacks: a step hands the logits it trained on, with the observed labels and
+training indices of its batch, to :meth:`record_training_logits`; callbacks read them from
+:attr:`training_records` in ``on_train_batch_end`` (the label-issue report,
+:class:`lt_noise.callbacks.LabelIssues`). The base step does it; a subclass that overrides
+``training_step`` should call it too (once per sample and step, with the logits of the sample itself,
+as :class:`~lt_noise.methods.MixupClassifier` and :class:`~lt_noise.methods.DynamicLoss` do).
+
 Keep any new state in registered buffers / parameters, or in ``on_save_checkpoint``, so that
 checkpoints resume exactly. For example, a focal-weighted reduction::
 
@@ -33,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import lightning as L
 import torch
@@ -50,7 +57,7 @@ from lt_noise.optim import LRSchedule, OptimizerConfig
 from lt_noise.seeding import global_seed, sample_seed
 from lt_noise.validation import check_choice, check_class_counts, check_int
 
-__all__ = ["Classifier", "NonFiniteLossError"]
+__all__ = ["Classifier", "NonFiniteLossError", "TrainingRecord"]
 
 # The training-step keys of the per-step RNG stream; distinct from the sample-augmentation streams.
 _STEP_STREAM = 0x5EED
@@ -60,11 +67,20 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the step and the batch's samples."""
 
 
+class TrainingRecord(NamedTuple):
+    """What one training step saw of some samples: their logits (B, K), detached, their observed labels
+    (B,) and their training indices (B,)."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
 class Classifier(L.LightningModule):
     """ERM with any backbone, head and per-sample loss (see the module docstring for subclassing).
 
     Every fit runs with the callbacks named in :attr:`DEFAULT_CALLBACKS` (the results file, evaluation
-    figures, fault tolerance) unless the trainer already has one of the type: from the CLI and from a
+    figures, fault tolerance, the label-issue report) unless the trainer already has one of the type: from the CLI and from a
     plain ``L.Trainer(...).fit(model, data)`` alike (``configure_callbacks``).
 
     Args:
@@ -98,7 +114,7 @@ class Classifier(L.LightningModule):
     """
 
     #: Names of the callbacks every fit runs with (:mod:`lt_noise.callbacks.defaults`); methods extend it.
-    DEFAULT_CALLBACKS: ClassVar[tuple[str, ...]] = ("ResultsWriter", "EvaluationFigures", "InterruptCheckpoint")
+    DEFAULT_CALLBACKS: ClassVar[tuple[str, ...]] = ("ResultsWriter", "EvaluationFigures", "InterruptCheckpoint", "LabelIssues")
 
     def __init__(
         self,
@@ -159,6 +175,8 @@ class Classifier(L.LightningModule):
         self.history: list[dict[str, float]] = []
         # The last computed evaluation report per stage, for figure callbacks.
         self.reports: dict[str, dict[str, Any]] = {}
+        # The current training step's records (record_training_logits), for callbacks; not state.
+        self.training_records: list[TrainingRecord] = []
         self._seed = global_seed(None)
         if init_from is not None:
             self.load_network_weights(init_from, parts=init_parts)
@@ -286,11 +304,23 @@ class Classifier(L.LightningModule):
         loss = self.reduce(losses, targets, index)
         if not self.check_finite(loss, index):
             return None
+        self.record_training_logits(logits, targets, index)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
         self.log("train/acc", (logits.argmax(dim=1) == targets).float().mean(), batch_size=len(targets))
         return loss
 
+    def record_training_logits(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> None:
+        """Hand the logits (B, K) a training step computed for samples ``index`` (B,) with observed ``labels``
+        (B,) to the callbacks (:attr:`training_records`, cleared at every step's start).
+
+        Costs nothing: the tensors are detached references, read by callbacks in ``on_train_batch_end``.
+        Call it once per sample and step with the sample's own logits (not a mixed image's: see
+        :class:`~lt_noise.methods.MixupClassifier`), before any margin the objective adds to them.
+        """
+        self.training_records.append(TrainingRecord(logits.detach(), labels.detach(), index.detach()))
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.training_records = []
         # The generators of the CPU and of the training device only: torch.manual_seed would also queue a
         # lazy seeding (with a formatted stack trace) for every accelerator backend not initialised, at
         # every step (~1.4 ms a step, and a queue that grows for the whole run).
@@ -310,8 +340,11 @@ class Classifier(L.LightningModule):
         self.test_metrics.update(self(x), targets)
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """``{"logits", "probs", "target", "index"}`` of a batch: float32 logits (B, K) and their softmax, the
+        given labels (-1 where unknown) and the samples' indices in the predicted set."""
         x, targets, index = batch
-        return {"probs": self(x).float().softmax(dim=1), "target": targets, "index": index}
+        logits = self(x).float()
+        return {"logits": logits, "probs": logits.softmax(dim=1), "target": targets, "index": index}
 
     def _finish_eval(self, stage: str, metrics: ClassificationMetrics) -> dict[str, Any]:
         report = metrics.compute()  # synced across ranks

@@ -98,6 +98,7 @@ class Curriculum(Classifier):
         objective = self.reduce(self.per_sample_loss(logits, targets), targets, index)
         if not self.check_finite(objective, index):
             return None
+        self.record_training_logits(logits, targets, index)
         with torch.no_grad():
             value = self.reduce(self.base_loss(logits.detach(), targets), targets, index)
         self.log("train/loss", value, prog_bar=True, batch_size=len(targets))

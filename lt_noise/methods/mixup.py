@@ -26,6 +26,10 @@ rank's shard only, as the MiSLAS code does on each GPU (no communication; then 2
 are not bitwise one process of batch 2B). The generator is not torch's global RNG, because that one is
 reseeded per rank.
 
+Training dynamics (:meth:`Classifier.record_training_logits`, read by the label-issue report): the logits
+of the mixed image ``x̃_i`` are recorded for the sample that dominates it, ``i`` when ``λ >= 1/2`` and
+``π(i)`` otherwise; mixing shrinks the margins, so the scores of a mixup run are noisier than without.
+
 Users: PAL's Table 2 row "CE+mixup+PAL" and MiSLAS's stage 1 (``mixup_alpha`` 1.0 on CIFAR, 0.2 on
 ImageNet-LT; MiSLAS configs).
 """
@@ -137,6 +141,13 @@ class MixupClassifier(Classifier):
         loss = self.mixup_loss(logits, targets, index, partner_targets, partner_index, lam)
         if not self.check_finite(loss, index):
             return None
+        # The training dynamics of each sample (Classifier.record_training_logits): a mixed image's logits
+        # go to the sample that dominates it, the row's own (λ >= 1/2) or its partner; λ is one per step,
+        # so every sample of the (global) batch gets exactly one record per step.
+        if lam >= 0.5:
+            self.record_training_logits(logits, targets, index)
+        else:
+            self.record_training_logits(logits, partner_targets, partner_index)
         predicted = logits.argmax(dim=1)
         accuracy = lam * (predicted == targets).float().mean() + (1.0 - lam) * (predicted == partner_targets).float().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))

@@ -12,6 +12,7 @@ from lt_noise.callbacks import (
     AttentionalWeightFigures,
     EvaluationFigures,
     InterruptCheckpoint,
+    LabelIssues,
     PrototypeDiagnostics,
     ResultsWriter,
     build_default_callbacks,
@@ -21,7 +22,7 @@ from lt_noise.callbacks.defaults import DEFAULT_CALLBACKS
 from lt_noise.methods import ABSGD, FNPAL, PAL, Classifier, Curriculum, DynamicLoss
 
 fm_root = fashion_mnist_root(n_train=100, n_test=20)
-BASE = {ResultsWriter, EvaluationFigures, InterruptCheckpoint}
+BASE = {ResultsWriter, EvaluationFigures, InterruptCheckpoint, LabelIssues}
 
 
 def _fit(model, root, tmp_path, callbacks=()):

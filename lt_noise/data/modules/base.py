@@ -20,6 +20,11 @@ The test split is never subsampled or corrupted. With ``val_fraction=0`` (the de
 loader is the test set, which is how the five papers report "best epoch" accuracy; set ``val_fraction``
 for honest model selection on held-out noisy training data.
 
+``predict`` runs on ``predict_split`` (:meth:`LTNoiseDataModule.predict_dataset`): the test split by
+default, or the training set (un-augmented, with its observed labels) or the validation set;
+:meth:`~LTNoiseDataModule.sample_path` and :meth:`~LTNoiseDataModule.sample_image` give a sample's file
+and image for reports (the prediction and label-issue files).
+
 Arrays for diagnostics only (no method may read them): ``clean_targets`` and ``is_noisy``.
 
 A method that builds its own training loader every epoch (Dynamic Loss: a meta split, two views per
@@ -37,24 +42,26 @@ from typing import Any, ClassVar, Protocol
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader
-
 import torch
+from torch.utils.data import DataLoader
 
 from lt_noise.data import imbalance as imbalance_lib
 from lt_noise.data import noise as noise_lib
 from lt_noise.data.batched import BATCHED_AUGMENTATIONS, BatchTransform, InMemoryDataset, to_image_batch
-from lt_noise.data.datasets import IndexedDataset
+from lt_noise.data.datasets import IndexedDataset, to_image_tensor
 from lt_noise.data.loaders import SAMPLINGS, ClassAwareSampler, make_loader
 from lt_noise.data.transforms import AUGMENTATIONS, build_eval_transform, build_train_transform
 from lt_noise.seeding import global_seed  # re-exported: its historical home
 from lt_noise.validation import check_choice, check_int, check_interval
 
-__all__ = ["ComposedTrainingSet", "DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split", "global_seed"]
+__all__ = ["PREDICT_SPLITS", "ComposedTrainingSet", "DatasetNotFoundError", "EpochLoaderFactory", "LTNoiseDataModule", "Split",
+           "global_seed"]
 
 IMBALANCE_KINDS = imbalance_lib.IMBALANCE_KINDS
 # "auto": the batched in-memory path where the data and augmentation allow it, else per sample.
 PIPELINES = ("auto", "batched", "per_sample")
+# What `predict` can run on (datamodules with other sources extend it: ImageListDataModule's "predict").
+PREDICT_SPLITS = ("test", "train", "val")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -156,6 +163,8 @@ class LTNoiseDataModule(L.LightningDataModule):
             per-sample path; ``"batched"`` requires the batched path (an error says why when it cannot);
             ``"per_sample"`` forces the per-sample path. The batched path uses no worker processes
             (``num_workers`` applies to the per-sample path only).
+        predict_split: what ``predict`` runs on: ``"test"`` (default), ``"train"`` (the composed training
+            set, un-augmented, with its observed labels) or ``"val"`` (see :attr:`predict_splits`).
     """
 
     num_classes: ClassVar[int] = 0
@@ -170,6 +179,8 @@ class LTNoiseDataModule(L.LightningDataModule):
     # True when `load_split("val")` reads an official validation split (ImageNet-LT val, Clothing1M clean
     # val): with `val_fraction=0` it is then the validation set instead of the test set.
     has_val_split: ClassVar[bool] = False
+    # The accepted `predict_split` values.
+    predict_splits: ClassVar[tuple[str, ...]] = PREDICT_SPLITS
 
     def __init__(
         self,
@@ -196,6 +207,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         sampling: str = "instance",
         max_train_per_class: int | None = None,
         pipeline: str = "auto",
+        predict_split: str | None = None,
     ) -> None:
         super().__init__()
         check_choice("imbalance", imbalance, IMBALANCE_KINDS)
@@ -212,6 +224,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         check_int("max_train_per_class", max_train_per_class, minimum=1, optional=True)
         check_choice("sampling", sampling, SAMPLINGS)
         check_choice("pipeline", pipeline, PIPELINES)
+        check_choice("predict_split", predict_split, (*self.predict_splits, None))
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
@@ -237,6 +250,8 @@ class LTNoiseDataModule(L.LightningDataModule):
         self.pipeline = pipeline
         # The in-memory images as (N, C, H, W) uint8 tensors, by split, for the batched path.
         self._image_batches: dict[str, torch.Tensor] = {}
+        self.predict_split = predict_split or "test"
+        self._sources: dict[str, tuple[Sequence[Any], np.ndarray]] = {}
         self._composed: ComposedTrainingSet | None = None
         self._test: Split | None = None
         self._val: Split | None = None
@@ -482,6 +497,45 @@ class LTNoiseDataModule(L.LightningDataModule):
         """Worker processes for a loader of ``dataset``: none on the batched path (the data is in memory)."""
         return 0 if isinstance(dataset, InMemoryDataset) else self.num_workers
 
+    def predict_dataset(self) -> IndexedDataset:
+        """The samples ``predict`` runs on (``predict_split``), un-augmented: ``(x, label, index)`` with the
+        given label (the observed one for ``"train"``; -1 where unknown) and the position in this set."""
+        if self.predict_split == "train":
+            return self.train_dataset(views=("eval",))
+        if self.predict_split == "val":
+            return self.val_dataset()
+        return self.test_dataset()
+
+    def _source(self, split: str) -> tuple[Sequence[Any], np.ndarray]:
+        """(images, positions) of a split's samples, cached: ``"train"`` (by training index), ``"predict"``
+        (what ``predict`` runs on), ``"test"`` or ``"val"``."""
+        key = f"predict:{self.predict_split}" if split == "predict" else split  # predict_split may change
+        if key not in self._sources:
+            if split == "train":
+                composed = self._compose()
+                source = (composed.images, composed.positions)
+            elif split in ("predict", "test", "val"):
+                dataset = {"predict": self.predict_dataset, "test": self.test_dataset, "val": self.val_dataset}[split]()
+                source = (dataset.images, dataset.positions)
+            else:
+                raise ValueError(f"Expected split in ('train', 'predict', 'test', 'val'), but got {split!r}")
+            self._sources[key] = source
+        return self._sources[key]
+
+    def sample_path(self, index: int, split: str = "train") -> str | None:
+        """The image file of sample ``index`` of ``split`` (a training index for ``"train"``), or None for
+        datasets held in memory."""
+        images, positions = self._source(split)
+        path = getattr(images, "path", None)
+        return None if path is None else str(path(int(positions[index])))
+
+    def sample_image(self, index: int, split: str = "train") -> np.ndarray:
+        """The decoded image of sample ``index`` of ``split``, as stored (not transformed): a uint8 array
+        (H, W) for grey and (H, W, 3) for colour images."""
+        images, positions = self._source(split)
+        image = to_image_tensor(images[int(positions[index])]).permute(1, 2, 0).cpu().numpy()
+        return image[..., 0] if image.shape[-1] == 1 else image
+
     def loader(self, dataset, *, train: bool, batch_size: int | None = None, sampler=None) -> DataLoader:
         """A loader with the project's samplers (or ``sampler``) and this datamodule's worker settings."""
         return make_loader(
@@ -503,6 +557,9 @@ class LTNoiseDataModule(L.LightningDataModule):
             self._val_split()
         if stage in (None, "fit", "validate", "test", "predict"):
             self._test_split()
+        if stage == "predict" and self.predict_split in ("train", "val"):
+            self._compose()
+            self._val_split()
 
     def register_epoch_loader(self, factory: EpochLoaderFactory | None) -> None:
         """Have ``train_dataloader`` return ``factory(self)`` from now on (None: the default loader again).
@@ -530,7 +587,7 @@ class LTNoiseDataModule(L.LightningDataModule):
         return self.loader(self.test_dataset(), train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.loader(self.test_dataset(), train=False)
+        return self.loader(self.predict_dataset(), train=False)
 
     def summary(self) -> dict[str, Any]:
         """Sizes and realised noise of the composed training set (for logs and results files)."""

@@ -18,6 +18,13 @@ are available right after construction (they read the training list), as the CLI
 The training labels are yours and may be noisy: ``clean_targets`` equals them (the truth is unknown)
 unless synthetic ``noise`` is added on top. Give a clean ``test`` list or folder for the test metrics;
 without one the ``val`` split is also the test split.
+
+New images to predict (``lt-noise predict``): ``predict`` is a folder (every file under it, recursively,
+in sorted order; no class folders needed) or a list file (``.csv`` with a path column and an optional
+label column, any other extension one path per line). Every file is decoded once at ``setup`` so that a
+non-image file or an unreadable image is an error naming it before anything is predicted, or, with
+``skip_unreadable: true``, is left out and listed in :attr:`ImageListDataModule.skipped_files` (the
+prediction writer prints them and writes them beside its CSV).
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lt_noise.data.files import PathTable, decode_all, read_path_list
-from lt_noise.data.modules.base import Split
+from lt_noise.data.datasets import IndexedDataset
+from lt_noise.data.files import ImageFiles, ImageReadError, PathTable, decode_all, image_problem, read_path_list
+from lt_noise.data.modules.base import PREDICT_SPLITS, Split
 from lt_noise.data.modules.file_base import ImageNetStyleDataModule
 from lt_noise.validation import check_flag
 
@@ -43,6 +51,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 _PATH_HEADERS = ("path", "file", "filename", "image", "image_path", "filepath")
 _LABEL_HEADERS = ("label", "labels", "class", "target", "noisy_label", "category")
 _INTEGER = re.compile(r"^\d+$")
+# Bad files named in the error of an unreadable predict source (the rest are counted).
+_LISTED_BAD_FILES = 10
 
 
 def _scan_tree(folder: Path) -> tuple[PathTable, np.ndarray]:
@@ -60,6 +70,34 @@ def _scan_tree(folder: Path) -> tuple[PathTable, np.ndarray]:
                     paths.append(str(relative / file))
                     names.append(name)
     return PathTable.from_strings(paths), np.array(names, dtype=str)
+
+
+def _scan_files(folder: Path) -> list[str]:
+    """Every non-hidden file under ``folder`` (recursively, following links), as sorted relative paths."""
+    found: list[str] = []
+    for directory, subdirs, files in os.walk(folder, followlinks=True):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        relative = Path(directory).relative_to(folder)
+        found.extend(str(relative / f) for f in files if not f.startswith("."))
+    return sorted(found)
+
+
+def _read_predict_list(path: Path) -> tuple[list[str], list[str] | None]:
+    """(paths, raw labels or None) of a predict list: a CSV with a path column and an optional label column
+    (header optional), or one path per line."""
+    if path.suffix.lower() != ".csv":
+        with open(path, encoding="utf-8-sig") as handle:
+            return [line.strip() for line in handle if line.strip()], None
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = [row for row in csv.reader(handle) if any(c.strip() for c in row)]
+    label_column: int | None = 1
+    if rows and rows[0][0].strip().lower() in _PATH_HEADERS:
+        header = [cell.strip().lower() for cell in rows.pop(0)]
+        label_column = next((header.index(h) for h in _LABEL_HEADERS if h in header), None)
+    paths = [row[0].strip() for row in rows]
+    if label_column is None or not rows or any(len(row) <= label_column or not row[label_column].strip() for row in rows):
+        return paths, None
+    return paths, [row[label_column].strip() for row in rows]
 
 
 def _as_labels(raw: list[str]) -> np.ndarray:
@@ -117,6 +155,10 @@ class ImageListDataModule(ImageNetStyleDataModule):
         test: test split (list or folder), ideally with clean labels; defaults to ``val``. At least one
             of ``val`` and ``test`` is required.
         classes: class names in label order (fixes the numbering; integer labels index into it).
+        predict: new images for ``predict`` (a folder or a list file, see the module docstring); when given,
+            ``predict`` runs on them unless ``predict_split`` says otherwise.
+        skip_unreadable: leave out (and list in :attr:`skipped_files`) files of ``predict`` that are not
+            readable images, instead of stopping with an error that names them.
         image_size: network input side (224; the images are resized and cropped to it).
         cache_in_memory: decode every image once (with a progress bar), resize its short side to
             ``image_size`` and centre-crop it square, and keep the split as one uint8 array. Training then
@@ -146,6 +188,8 @@ class ImageListDataModule(ImageNetStyleDataModule):
         test: str | None = None,
         classes: Sequence[str] | None = None,
         cache_in_memory: bool = False,
+        predict: str | None = None,
+        skip_unreadable: bool = False,
         **kwargs,
     ) -> None:
         check_flag("cache_in_memory", cache_in_memory)
@@ -155,7 +199,17 @@ class ImageListDataModule(ImageNetStyleDataModule):
             )
         if classes is not None and (len(classes) < 2 or len(set(classes)) != len(classes)):
             raise ValueError(f"Expected argument `classes` to be at least 2 distinct names, but got {list(classes)}")
+        check_flag("skip_unreadable", skip_unreadable)
         super().__init__(root, **kwargs)
+        if predict is not None and kwargs.get("predict_split") is None:
+            self.predict_split = "predict"
+        if self.predict_split == "predict" and predict is None:
+            raise ValueError("Expected argument `predict` (a folder or list of images) with predict_split 'predict', but got None")
+        self.predict_source = predict
+        self.skip_unreadable = skip_unreadable
+        #: (file, reason) of the files of `predict` left out as unreadable (with `skip_unreadable`).
+        self.skipped_files: list[tuple[str, str]] = []
+        self._predict: Split | None = None
         self.sources = {"train": train, "val": val, "test": test if test is not None else val}
         self.cache_in_memory = cache_in_memory
         self.classes = None if classes is None else tuple(str(c) for c in classes)
@@ -239,6 +293,59 @@ class ImageListDataModule(ImageNetStyleDataModule):
         if unknown:
             raise self.not_found([where], f"The {split} split has classes not in the training classes: {unknown[:5]}")
         return np.array([position[str(name)] for name in unique], dtype=np.int64)[inverse]
+
+    predict_splits = (*PREDICT_SPLITS, "predict")
+
+    def _predict_split(self) -> Split:
+        """The readable images of ``predict`` (checked once; see the module docstring) and their labels
+        (-1 where the list gives none)."""
+        if self._predict is not None:
+            return self._predict
+        source = self._resolve(self.predict_source)
+        if source.is_dir():
+            paths, raw, image_root = _scan_files(source), None, source
+        elif source.is_file():
+            try:
+                paths, raw = _read_predict_list(source)
+            except (OSError, UnicodeDecodeError, csv.Error) as error:
+                raise self.not_found([source], str(error)) from error
+            image_root = self.root
+        else:
+            raise self.not_found([source], "Missing predict images: no such list file or folder")
+        if not paths:
+            raise self.not_found([source], f"Expected images to predict in {source}, but found none")
+        full = [Path(p) if Path(p).is_absolute() else image_root / p for p in paths]
+        bad = [(i, problem) for i, path in enumerate(full) if (problem := image_problem(path)) is not None]
+        if bad and not self.skip_unreadable:
+            listed = "\n".join(f"  - {full[i]}: {problem}" for i, problem in bad[:_LISTED_BAD_FILES])
+            more = f"\n  ... and {len(bad) - _LISTED_BAD_FILES} more" if len(bad) > _LISTED_BAD_FILES else ""
+            raise ImageReadError(
+                f"Expected readable images to predict in {source}, but {len(bad)} of {len(paths)} files are not:\n"
+                f"{listed}{more}\nRemove them, or set `skip_unreadable: true` to predict the others and list these."
+            )
+        self.skipped_files = [(str(full[i]), problem) for i, problem in bad]
+        keep = sorted(set(range(len(paths))) - {i for i, _ in bad})
+        if not keep:
+            raise self.not_found([source], f"Expected readable images to predict in {source}, but none is readable")
+        if raw is None:
+            labels = np.full(len(keep), -1, dtype=np.int64)
+        else:
+            labels = self._indices(_as_labels([raw[i] for i in keep]), "predict", source)
+        table = PathTable.from_strings([paths[i] for i in keep])
+        images = ImageFiles(image_root, table, name=self.dataset_name, layout=self.layout, source=self.source)
+        self._predict = Split(images=images, labels=labels)
+        return self._predict
+
+    def predict_dataset(self) -> IndexedDataset:
+        if self.predict_split != "predict":
+            return super().predict_dataset()
+        split = self._predict_split()
+        return IndexedDataset(split.images, np.arange(len(split.labels)), split.labels, self.eval_transform(), seed=self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if stage in (None, "predict") and self.predict_split == "predict":
+            self._predict_split()
 
     def read_split(self, split: str) -> Split:
         if split not in self.sources:

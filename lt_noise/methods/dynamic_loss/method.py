@@ -549,6 +549,7 @@ class DynamicLoss(Classifier):
         loss = self.reduce(self.per_sample_loss(logits, labels), labels, index)
         if not self.check_finite(loss, index):
             return None
+        self.record_training_logits(logits, labels, index)
         if self.metanet.use_corrector and self.global_step < self.corrector_pretrain_iters:
             # As the authors: a forward of the un-augmented view with the pre-update classifier in train
             # mode (it also updates the BN statistics), softmax y', and one meta-optimizer step.
@@ -590,6 +591,7 @@ class DynamicLoss(Classifier):
         loss = self.reduce(self.per_sample_loss(logits + margin, targets), labels, index)
         if not self.check_finite(loss, index):
             return None
+        self.record_training_logits(logits, labels, index)  # the network's logits, without the margin q
         self._classifier_step(loss, optimizer)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(labels))
         self.log("train/meta_loss", meta_loss.detach(), batch_size=len(meta_labels))
@@ -603,6 +605,7 @@ class DynamicLoss(Classifier):
         loss = self.reduce(self.per_sample_loss(logits + margin, labels), labels, index)
         if not self.check_finite(loss, index):
             return None
+        self.record_training_logits(logits, labels, index)
         self._classifier_step(loss, optimizer)
         self.log("train/finetune_loss", loss.detach(), batch_size=len(labels))
         return loss.detach()

@@ -159,3 +159,28 @@ def test_a_method_registered_epoch_loader_replaces_the_training_loader(root):
     assert type(dm.train_dataloader()) is type(default)
     with pytest.raises(ValueError, match="`factory` to be callable or None"):
         dm.register_epoch_loader("not a function")
+
+
+def test_predict_runs_on_the_chosen_split_unaugmented(root):
+    dm = _dm(root, noise="symmetric", noise_rate=0.4, imbalance="exp", imbalance_ratio=5, augment="crop_flip")
+    assert dm.predict_split == "test" and len(dm.predict_dataset()) == 300
+    train = _dm(root, noise="symmetric", noise_rate=0.4, imbalance="exp", imbalance_ratio=5, augment="crop_flip",
+                predict_split="train")
+    dataset = train.predict_dataset()
+    assert len(dataset) == train.train_size
+    np.testing.assert_array_equal(dataset.labels, train.observed_targets)  # the observed labels, by training index
+    x, label, index = dataset[7]
+    assert index == 7 and label == train.observed_targets[7]
+    assert np.array_equal(x, dataset[7][0]), "the evaluation view: no random augmentation"
+    assert len(_dm(root, predict_split="val", val_fraction=0.2).predict_dataset()) == 400
+    with pytest.raises(ValueError, match="predict_split"):
+        _dm(root, predict_split="holdout")
+
+
+def test_sample_image_is_the_stored_image_and_in_memory_sets_have_no_path(root):
+    dm = _dm(root, imbalance="exp", imbalance_ratio=5)
+    images, labels = root[1]["train"]
+    composed = dm._compose()
+    np.testing.assert_array_equal(dm.sample_image(3), images[composed.positions[3]])
+    np.testing.assert_array_equal(dm.sample_image(2, "test"), root[1]["test"][0][2])
+    assert dm.sample_image(0).shape == (28, 28) and dm.sample_path(0) is None and dm.sample_path(0, "predict") is None

@@ -182,3 +182,54 @@ def test_an_in_memory_cache_holds_the_resized_squares_and_takes_the_batched_path
     assert not dm.eval_resize_crop  # evaluation uses the cached squares as they are
     uncached = _dm(root, train="train", test="test", image_size=16, augment="crop_flip")
     assert not uncached.batched and uncached.eval_resize_crop
+# --------------------------------------------------------------------------------------------------
+# New images to predict
+def test_a_predict_folder_of_new_images_is_what_predict_runs_on(tree, tmp_path):
+    root, _, _ = tree
+    rng = np.random.default_rng(0)
+    new = tmp_path / "new"
+    for name in ("b.jpg", "a.png", "deeper/c.jpg"):
+        write_jpeg(new / name, band_image(1, 3, 16, rng))
+    (new / ".hidden").write_text("not listed")
+    dm = _dm(root, train="train", test="test", predict=str(new))
+    assert dm.predict_split == "predict"
+    dm.setup("predict")
+    dataset = dm.predict_dataset()
+    assert _paths(dataset) == ["a.png", "b.jpg", "deeper/c.jpg"] and (dataset.labels == -1).all()
+    assert dm.sample_path(2, "predict") == str(new / "deeper" / "c.jpg")
+    assert dataset[0][0].shape == (3, 32, 32) and dm.skipped_files == []
+    # the training split's files have paths too
+    assert dm.sample_path(0).startswith(str(root / "train"))
+    assert _dm(root, train="train", test="test", predict=str(new), predict_split="test").predict_split == "test"
+    with pytest.raises(ValueError, match="`predict`"):
+        _dm(root, train="train", test="test", predict_split="predict")
+
+
+def test_a_predict_list_may_give_labels(tree, tmp_path):
+    root, (train_paths, _), (test_paths, test_labels) = tree
+    names = ("bird", "cat", "dog")
+    listed = root / "predict.csv"
+    listed.write_text("image,class\n" + "".join(f"test/{p},{names[y]}\n" for p, y in zip(test_paths, test_labels)))
+    dm = _dm(root, train="train", test="test", predict="predict.csv")
+    np.testing.assert_array_equal(dm.predict_dataset().labels, test_labels)
+    plain = write_list(root / "predict.txt", [f"test/{p}" for p in test_paths])
+    assert (_dm(root, train="train", test="test", predict=str(plain)).predict_dataset().labels == -1).all()
+
+
+def test_unreadable_files_to_predict_are_named_or_skipped_and_listed(tree, tmp_path):
+    from support.image_fixtures import write_truncated_jpeg
+
+    from lt_noise.data.files import ImageReadError
+
+    root, _, _ = tree
+    new = tmp_path / "new"
+    write_jpeg(new / "good.jpg", band_image(0, 3, 16, np.random.default_rng(0)))
+    (new / "notes.txt").write_text("a note, not an image")
+    write_truncated_jpeg(new / "broken.jpg")
+    with pytest.raises(ImageReadError, match=r"2 of 3 files(.|\n)*broken\.jpg(.|\n)*notes\.txt(.|\n)*skip_unreadable"):
+        _dm(root, train="train", test="test", predict=str(new)).setup("predict")
+    dm = _dm(root, train="train", test="test", predict=str(new), skip_unreadable=True)
+    dm.setup("predict")
+    assert _paths(dm.predict_dataset()) == ["good.jpg"]
+    assert [p for p, _ in dm.skipped_files] == [str(new / "broken.jpg"), str(new / "notes.txt")]
+    assert all(reason for _, reason in dm.skipped_files)
