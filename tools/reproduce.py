@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Run a paper table (or an ad-hoc grid of configs) and print our numbers beside the paper's.
 
-    python tools/reproduce.py run tools/tables/fashion_mnist.yaml            # runs what is not done yet
-    python tools/reproduce.py report tools/tables/fashion_mnist.yaml --markdown docs/x.md --plot docs/x.png
+    python tools/reproduce.py run tools/tables/fmnist_noisy.yaml             # runs what is not done yet
+    python tools/reproduce.py report tools/tables/fmnist_noisy.yaml --markdown docs/x.md --plot docs/x.png
     python tools/reproduce.py run --configs configs/quickstart.yaml \
         --grid data.init_args.noise_rate=0.2,0.4 --seeds 0 1 2 --name quick
     python tools/reproduce.py list                                           # the table files
