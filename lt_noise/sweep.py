@@ -360,7 +360,11 @@ def run_sweep(
             outcomes.append((run, "dry run"))
             continue
         run.directory.mkdir(parents=True, exist_ok=True)
-        (run.directory / "config.yaml").write_text(yaml.safe_dump(run_config(run, devices=devices), sort_keys=False))
+        config_file = run.directory / "config.yaml"
+        # A resumed run keeps the config it started with: a table or config edited since then must not
+        # change a run halfway (edits apply to the runs that start after them).
+        if state != "partial" or not config_file.is_file():
+            config_file.write_text(yaml.safe_dump(run_config(run, devices=devices), sort_keys=False))
         started = time.time()
         with open(run.directory / "stdout.log", "a") as stdout:
             code = subprocess.call(args, stdout=stdout, stderr=subprocess.STDOUT)

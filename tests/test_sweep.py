@@ -86,6 +86,7 @@ def test_resume_skips_finished_runs_and_resumes_partial_ones(table, tmp_path):
     _write_results(runs[0], 0.5)  # finished
     (runs[1].directory / "checkpoints").mkdir(parents=True)
     (runs[1].directory / "checkpoints" / "last.ckpt").write_bytes(b"x")  # interrupted
+    (runs[1].directory / "config.yaml").write_text("the config it started with\n")
     _write_results(runs[2], 0.5, fit=False)  # tested only: not a finished fit
     assert [status(r) for r in runs] == ["done", "partial", "todo", "todo"]
     calls = []
@@ -106,7 +107,10 @@ def test_resume_skips_finished_runs_and_resumes_partial_ones(table, tmp_path):
     assert len(calls) == 3
     assert calls[0][-2:] == ["--ckpt_path", str(runs[1].directory / "checkpoints" / "last.ckpt")]
     assert "--ckpt_path" not in calls[1]
-    assert (runs[1].directory / "config.yaml").is_file()
+    # the resumed run keeps its config (an edit of the table since it started must not change it halfway);
+    # the runs that start get theirs
+    assert (runs[1].directory / "config.yaml").read_text() == "the config it started with\n"
+    assert yaml.safe_load((runs[2].directory / "config.yaml").read_text())["seed_everything"] == 0
 
 
 def test_shards_partition_the_runs(table, tmp_path):
