@@ -6,22 +6,39 @@ sample, most suspect first, with its observed label, a suggested label and a sco
 the ranking where the datamodule knows the noise mask (synthetic noise), and the most suspect images
 with their observed and suggested labels.
 
-The score: the area under the margin (AUM; Pleiss, Zhang, Elenberg & Weinberger, "Identifying Mislabeled
-Data using the Area Under the Margin Ranking", NeurIPS 2020, eq. 1-2). With z(t) the logits a training
-step computed for sample x with observed label y at epoch t,
+The scores. Both come from the records of the training steps (no extra pass), averaged over the epochs
+from ``start_epoch`` on; low = suspect.
 
-    M_t(x, y) = z_y(t) - max_{j != y} z_j(t),        AUM(x, y) = mean over epochs t >= t0 of M_t(x, y)
+- ``score="balanced_margin"`` (default): with p̄ the sample's mean softmax over those epochs (a temporal
+  ensemble of the network's predictions) and t_j the confident threshold of class j (the mean p̄_j of the
+  samples labelled j; Northcutt, Jiang & Chuang, "Confident Learning", JAIR 2021, Sec. 3.1),
 
-(each epoch's margin is the mean of the sample's records in that epoch, so a sample counts once per
-epoch whatever the sampler). Low AUM = suspect: a correctly labelled sample is learned early from the
-patterns it shares with its class, so its margin is soon positive and large; a mislabelled one is
-pulled towards its true class by its look-alikes and fitted late, by memorisation, so its margin stays
-negative or small for most of training. Averaging over epochs keeps that signal after the network has
-memorised the noisy labels, which a last-epoch score (loss or margin of the final model) loses.
+      score(x, y) = log(p̄_y / t_y) - max_{j != y} log(p̄_j / t_j).
+
+  Dividing by t_j removes what a class's probabilities owe to its frequency or to the noise that flows
+  into it (a long-tailed or flip-inflated class is predicted more often and its members more
+  confidently), as confident learning's per-class thresholds do, whatever loss trained the model.
+- ``score="aum"``: the area under the margin (Pleiss, Zhang, Elenberg & Weinberger, "Identifying
+  Mislabeled Data using the Area Under the Margin Ranking", NeurIPS 2020, eq. 1-2). With z(t) the logits
+  a training step computed for sample x with observed label y at epoch t,
+
+      M_t(x, y) = z_y(t) - max_{j != y} z_j(t),        AUM(x, y) = mean over epochs t >= t0 of M_t(x, y)
+
+  (each epoch's margin is the mean of the sample's records in that epoch, so a sample counts once per
+  epoch whatever the sampler).
+
+Both rest on the same observation: a correctly labelled sample is learned early from the patterns it
+shares with its class, so its margin is soon positive and large; a mislabelled one is pulled towards its
+true class by its look-alikes and fitted late, by memorisation, so its margin stays negative or small for
+most of training. Averaging over epochs keeps that signal after the network has memorised the noisy
+labels, which a last-epoch score (loss or margin of the final model) loses. Measured
+(``tools/bench_label_issues.py``, ``docs/results/label-issues.md``): on symmetric noise the two rank
+alike (AUROC 0.992); on asymmetric noise, where the flips feed some classes, the balanced margin ranks
+better (AUROC 0.918 vs 0.881; cleanlab on 5-fold cross-validation 0.878), hence the default.
 
 Why this score (choices, against the alternatives we read):
 
-- It needs nothing but the logits every training step already computes (:meth:`Classifier.
+- They need nothing but the logits every training step already computes (:meth:`Classifier.
   record_training_logits`), so it costs one ``index_add`` per step and works for every method: it
   measures the network's logits, not any method's objective. cleanlab's scores (self-confidence,
   normalized margin; Northcutt et al. 2021, "Confident Learning") need *out-of-sample* predicted
@@ -37,27 +54,28 @@ Why this score (choices, against the alternatives we read):
   nothing yet, only add noise (Pleiss et al. compute AUM over the epochs before the first learning-rate
   drop; with the cosine and multi-step schedules of this project every epoch counts).
 - Dynamic Loss's own label corrector g(r|y) is a function of the sample's within-class loss-rank bin,
-  i.e. of its current loss; AUM is the same kind of evidence averaged over training, and the method's
+  i.e. of its current loss; these scores are the same kind of evidence averaged over training, and the method's
   margin q (added to the logits in training) is left out, so the scores of every method are comparable.
-- ``adjust="prior"`` subtracts log n_y (observed class counts) from the logits before the margin: the
-  logit adjustment of Menon et al. (ICLR 2021), the margin of the class-balanced posterior. For a model
-  trained with plain cross-entropy on long-tailed data it keeps clean tail samples from looking
-  suspect; for one trained with a balanced loss (Balanced Softmax, logit-adjusted, LDAM-DRW) the logits
-  are balanced already, and it would over-correct. Default ``"none"`` (see the benchmark).
+- ``adjust="prior"`` subtracts log n_y (observed class counts) from the logits before anything is
+  recorded (margins and softmax): the logit adjustment of Menon et al. (ICLR 2021), the class-balanced
+  posterior. For a model trained with plain cross-entropy on long-tailed data it keeps clean tail
+  samples from looking suspect; for one trained with a balanced loss (Balanced Softmax, logit-adjusted,
+  LDAM-DRW) the logits are balanced already, and it would over-correct. Default ``"none"``: the balanced
+  margin's thresholds already divide out the class frequencies (see the benchmark).
 
-Suggested label: the arg-max of the mean softmax of the same records (a temporal ensemble of the
-network's predictions over training), which may be the observed label itself for a sample that is not
-suspect. Keeping a per-class sum costs N x K floats; above ``max_probability_state`` entries (2^24 by
-default: ImageNet-LT, iNaturalist) the suggestion is the largest other class of the sample's last
+Suggested label: the class of the largest p̄_j / t_j (``"balanced_margin"``) or of the largest p̄_j
+(``"aum"``), which may be the observed label itself for a sample that is not suspect. Keeping a
+per-class sum costs N x K floats; above ``max_probability_state`` entries (2^24 by default: ImageNet-LT,
+iNaturalist) only AUM is kept, and the suggestion is the largest other class of the sample's last
 record, which needs N integers.
 
 "Suspected" flags the k most suspect samples, k the number of wrong labels that confident learning
 (Northcutt et al., JAIR 2021: the off-diagonal of the confident joint, cleanlab's default
-``num_label_issues``) estimates from the same mean probabilities: the ranking is AUM's, the count the
-estimator's (cleanlab's documentation offers such a count as the cut-off of a custom ranking). Pleiss et
-al. instead calibrate a threshold with extra mislabelled "threshold samples", which changes training;
-the plain AUM < 0 flags too many (the benchmark reports both). Without the probability sums (huge
-N x K) the flag is AUM < 0.
+``num_label_issues``) estimates from the same mean probabilities: the ranking is the score's, the count
+the estimator's (cleanlab's documentation offers such a count as the cut-off of a custom ranking).
+Pleiss et al. instead calibrate a threshold with extra mislabelled "threshold samples", which changes
+training; the plain score < 0 flags too many (the benchmark reports both). Without the probability sums
+(huge N x K) the flag is AUM < 0.
 
 State and distribution: per-sample sums (float64) and counts live on the model's device and are the
 callback's checkpoint state, so a resumed run continues them exactly. Each process adds its own
