@@ -166,7 +166,8 @@ class LabelIssuesCLI(LTNoiseCLI):
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="The run's checkpoint (required), e.g. runs/NAME/version_N/checkpoints/last.ckpt.")
         parser.add_argument("--output", type=str | None, default=None,
-                            help="The report's CSV (default: label_issues.csv in the run's directory).")
+                            help="The report's CSV (default: label_issues.csv in the run's directory; a bare file "
+                                 "name goes into the run's directory too).")
         parser.add_argument("--weights_only", type=bool | None, default=None,
                             help="Accepted so that a run's config.yaml parses; unused.")
 
@@ -183,10 +184,13 @@ def saved_label_issue_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None
 def write_label_issues(trainer: L.Trainer, model: L.LightningModule, datamodule: LTNoiseDataModule, ckpt_path: str,
                        output: str | Path | None = None) -> Path | None:
     """The label-issue report of the run whose checkpoint is ``ckpt_path``, written to ``output`` (default:
-    ``label_issues.csv`` in the run's directory): from the checkpoint's :class:`LabelIssues` state (the
+    ``label_issues.csv`` in the run's directory; a bare file name goes there too): from the checkpoint's :class:`LabelIssues` state (the
     training dynamics) when it has one, else from one pass of its model over the training set (the
     final model's margins: ``trainer.predict`` of ``predict_split: train``). Returns the path on rank 0."""
-    path = Path(output) if output is not None else run_directory(ckpt_path, None) / REPORT_FILE
+    if output is not None and Path(output).name != str(output):
+        path = Path(output).expanduser()  # a path with a folder: as it is
+    else:  # the run's directory (a bare file name too, as for predictions.csv)
+        path = run_directory(ckpt_path, None) / (str(output) if output is not None else REPORT_FILE)
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     state = saved_label_issue_state(checkpoint)
     if state is not None:

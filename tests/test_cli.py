@@ -156,6 +156,12 @@ def test_fit_then_predict_then_label_issues_from_the_checkpoint(config, fm_root,
     assert {r["epochs"] for r in final} == {"1"}
     assert not (run / "predictions_skipped.txt").exists() and len(_rows(run / "predictions.csv")) == 30
 
+    # README: the training split with a bare output name, which lands in the run's directory too.
+    main(["predict", "--config", str(saved), "--ckpt_path", str(ckpt), "--data.init_args.predict_split", "train",
+          "--predictions.top_k", "3", "--predictions.output", "train_predictions.csv"])
+    train_rows = _rows(run / "train_predictions.csv")
+    assert len(train_rows) == data.train_size and all(len(r["top_k"].split("; ")) == 3 for r in train_rows)
+
     code, lines = _error(capsys, "label_issues", "--config", str(saved))
     assert code == 2 and "`ckpt_path`" in lines[0]
 

@@ -45,7 +45,8 @@ class PredictionWriter(BasePredictionWriter):
     Args:
         output: the CSV file. None (default): ``predictions.csv`` in the run's directory, i.e. the folder
             above ``checkpoints/`` of the checkpoint given to ``predict`` (``--ckpt_path``), else the
-            trainer's log directory.
+            trainer's log directory. A bare file name (``train_predictions.csv``) goes into that same
+            directory; a path with a folder (``./p.csv``, ``out/p.csv``) is taken as it is.
         top_k: number of classes in the ``top_k`` column (at most the number of classes).
     """
 
@@ -60,11 +61,11 @@ class PredictionWriter(BasePredictionWriter):
     # ----------------------------------------------------------------------------------------------
     def output_path(self, trainer: L.Trainer) -> Path:
         """Where the CSV goes (asks ``trainer.log_dir``, a collective under DDP, only without a checkpoint)."""
-        if self.output is not None:
+        if self.output is not None and Path(self.output).name != self.output:
             return Path(self.output).expanduser()
         ckpt_path = getattr(trainer, "ckpt_path", None)
         log_dir = None if ckpt_path else (trainer.log_dir or trainer.default_root_dir)
-        return run_directory(ckpt_path, log_dir) / PREDICTIONS_FILE
+        return run_directory(ckpt_path, log_dir) / (self.output or PREDICTIONS_FILE)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._rows = []

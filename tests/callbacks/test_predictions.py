@@ -4,6 +4,7 @@ what is skipped, and that a failed predict leaves nothing half-written."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -86,6 +87,10 @@ def test_the_default_place_is_the_run_directory_of_the_checkpoint(tmp_path):
     writer = PredictionWriter()
     trainer = _trainer(tmp_path)
     assert writer.output_path(trainer) == tmp_path / "predictions.csv"  # no checkpoint: the log directory
+    # a bare file name goes beside it, a path with a folder is taken as it is
+    assert PredictionWriter("train_predictions.csv").output_path(trainer) == tmp_path / "train_predictions.csv"
+    assert PredictionWriter(str(tmp_path / "out" / "p.csv")).output_path(trainer) == tmp_path / "out" / "p.csv"
+    assert PredictionWriter("./p.csv").output_path(trainer) == Path("./p.csv")
 
 
 def test_bad_settings_and_outputs_are_errors(fm_root, tmp_path):
