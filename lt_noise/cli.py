@@ -184,9 +184,10 @@ def saved_label_issue_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None
 def write_label_issues(trainer: L.Trainer, model: L.LightningModule, datamodule: LTNoiseDataModule, ckpt_path: str,
                        output: str | Path | None = None) -> Path | None:
     """The label-issue report of the run whose checkpoint is ``ckpt_path``, written to ``output`` (default:
-    ``label_issues.csv`` in the run's directory; a bare file name goes there too): from the checkpoint's :class:`LabelIssues` state (the
-    training dynamics) when it has one, else from one pass of its model over the training set (the
-    final model's margins: ``trainer.predict`` of ``predict_split: train``). Returns the path on rank 0."""
+    ``label_issues.csv`` in the run's directory; a bare file name goes there too): from the checkpoint's
+    :class:`LabelIssues` state (the training dynamics) when it has one, else from one pass of its model
+    over the training set (the final model's margins: ``trainer.predict`` of ``predict_split: train``).
+    Returns the path on rank 0."""
     if output is not None and Path(output).name != str(output):
         path = Path(output).expanduser()  # a path with a folder: as it is
     else:  # the run's directory (a bare file name too, as for predictions.csv)
