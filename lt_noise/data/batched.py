@@ -44,6 +44,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 from torchvision.transforms import v2
 
+from lt_noise.data.datasets import index_arrays
 from lt_noise.data.transforms import AUTOAUGMENT_POLICIES, CROP_PADDING_32
 
 __all__ = [
@@ -270,12 +271,7 @@ class InMemoryDataset(Dataset):
         *,
         seed: int = 0,
     ) -> None:
-        positions = np.asarray(positions, dtype=np.int64)
-        labels = np.asarray(labels, dtype=np.int64)
-        if positions.ndim != 1 or labels.shape != positions.shape:
-            raise ValueError(
-                f"Expected 1-D `positions` and `labels` of equal length, but got shapes {positions.shape} and {labels.shape}"
-            )
+        positions, labels = index_arrays(positions, labels)
         if images.ndim != 4 or images.dtype != torch.uint8:
             raise ValueError(f"Expected (N, C, H, W) uint8 images, but got dtype {images.dtype}, shape {tuple(images.shape)}")
         if positions.size and (positions.min() < 0 or positions.max() >= len(images)):

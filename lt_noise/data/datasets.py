@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from lt_noise.seeding import sample_seed  # re-exported: its historical home
 
-__all__ = ["IndexedDataset", "to_image_tensor", "sample_seed"]
+__all__ = ["IndexedDataset", "index_arrays", "to_image_tensor", "sample_seed"]
 
 def to_image_tensor(image: Any) -> torch.Tensor:
     """Convert a decoded image (uint8 array HxW / HxWxC, PIL image or CHW tensor) to a CHW uint8 tensor.
@@ -42,6 +42,18 @@ def to_image_tensor(image: Any) -> torch.Tensor:
     if array.ndim == 3:
         return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
     raise ValueError(f"Expected an image of shape (H, W) or (H, W, C), but got shape {array.shape}")
+
+
+def index_arrays(positions: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``positions`` and ``labels`` as 1-D int64 arrays of equal length (a dataset's index into its images
+    and its labels), or a ValueError that says what came."""
+    positions = np.asarray(positions, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if positions.ndim != 1 or labels.shape != positions.shape:
+        raise ValueError(
+            f"Expected 1-D `positions` and `labels` of equal length, but got shapes {positions.shape} and {labels.shape}"
+        )
+    return positions, labels
 
 
 class IndexedDataset(Dataset):
@@ -65,13 +77,7 @@ class IndexedDataset(Dataset):
         *,
         seed: int = 0,
     ) -> None:
-        positions = np.asarray(positions, dtype=np.int64)
-        labels = np.asarray(labels, dtype=np.int64)
-        if positions.ndim != 1 or labels.shape != positions.shape:
-            raise ValueError(
-                f"Expected 1-D `positions` and `labels` of equal length, but got shapes {positions.shape} "
-                f"and {labels.shape}"
-            )
+        positions, labels = index_arrays(positions, labels)
         self.images = images
         self.positions = positions
         self.labels = labels
