@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=1, help="GPUs per run (DDP when > 1)")
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th run starting at i")
     parser.add_argument("--columns", nargs="*", help="run these columns (default: the table's default ones; 'all')")
+    parser.add_argument("--rows", nargs="*", help="run only these rows, in this order (default: every row)")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--markdown", type=Path, help="report: also write the markdown table here")
     parser.add_argument("--csv", type=Path, help="report: also write the CSV here")
@@ -113,9 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         index, count = (int(x) for x in args.shard.split("/"))
         started = time.time()
         todo = runs
+        if args.rows:
+            unknown = [row for row in args.rows if row not in table.rows]
+            if unknown:
+                raise SystemExit(f"--rows: expected rows of {table.name} ({', '.join(table.rows)}), but got {unknown}")
+            todo = [run for row in args.rows for run in runs if run.row == row]
         if args.published:
-            todo = [run for run in runs if status(dataclasses.replace(run, directory=args.published / run.directory.relative_to(out))) != "done"]
-            print(f"{len(runs) - len(todo)} runs already published in {args.published}", flush=True)
+            before = len(todo)
+            todo = [run for run in todo if status(dataclasses.replace(run, directory=args.published / run.directory.relative_to(out))) != "done"]
+            print(f"{before - len(todo)} runs already published in {args.published}", flush=True)
         outcomes = run_sweep(todo, devices=args.devices, shard=(index, count), dry_run=args.dry_run,
                              log=lambda *line: print(*line, flush=True))
         failed = [run for run, outcome in outcomes if outcome.startswith("FAILED")]
