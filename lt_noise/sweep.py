@@ -248,16 +248,23 @@ def plan_runs(
     seeds: Sequence[int] | None = None,
     root: Path | None = None,
     columns: Sequence[str] | None = None,
+    rows: Sequence[str] | None = None,
 ) -> list[Run]:
     """Every (row, column, seed) run of the table: row-major, or column-major with ``order: columns``.
 
-    ``seeds`` replaces every cell's seeds; ``columns`` chooses columns (see :func:`select_columns`).
+    ``seeds`` replaces every cell's seeds; ``columns`` chooses columns (see :func:`select_columns`);
+    ``rows`` keeps only these rows and plans them in the order given (a row's runs in the table's order).
     """
     root = root or Path.cwd()
     chosen = select_columns(table, columns)
     pairs = [(r, c) for r in table.rows for c in chosen]
     if table.order == "columns":
         pairs = [(r, c) for c in chosen for r in table.rows]
+    if rows is not None:
+        unknown = [r for r in rows if r not in table.rows]
+        if unknown:
+            raise ValueError(f"Expected rows of table {table.name!r} from {list(table.rows)}, but got {unknown}")
+        pairs = [(r, c) for row in dict.fromkeys(rows) for r, c in pairs if r == row]
     runs = []
     for row, column in pairs:
         if not table.has_cell(row, column):

@@ -308,3 +308,11 @@ def test_every_row_of_the_shipped_tables_parses_with_the_cli(path, tmp_path):
             init_args = parsed["model"]["init_args"]
             assert init_args["stage2_epoch"] == 0 and init_args["stage2_freeze"] == "none", run.row
     assert seen == set(table.rows)
+
+
+def test_rows_restrict_the_plan_and_set_its_order(table, tmp_path):
+    runs = plan_runs(table, tmp_path, rows=["GCE", "CE"], seeds=[0])
+    assert [(r.row, r.column) for r in runs] == [("GCE", "0.2"), ("GCE", "0.4"), ("CE", "0.2"), ("CE", "0.4")]
+    assert [r.row for r in plan_runs(table, tmp_path, rows=["GCE"])] == ["GCE"] * 6
+    with pytest.raises(ValueError, match=r"Expected rows of table 'toy' .*but got \['NSL'\]"):
+        plan_runs(table, tmp_path, rows=["NSL"])

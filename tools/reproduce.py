@@ -12,7 +12,8 @@
 
 Runs go to runs/sweeps/<table name>/<row>/<column>/seed<k>/ (``--out`` to change); an interrupted sweep
 picks up where it stopped (finished runs are skipped, a run with a last checkpoint resumes from it).
-``--devices N`` runs each row with N GPUs under DDP; ``--shard i/n`` runs every n-th run (array jobs).
+``--devices N`` runs each row with N GPUs under DDP; ``--shard i/n`` runs every n-th run (array jobs);
+``--rows A B`` runs only those rows, in that order, and ``--columns X`` only those columns.
 ``publish`` copies each finished run's ``config.yaml`` (output paths made relative) and ``results.json`` to
 ``--dest``, the layout ``report --out`` reads: a published table is re-reported from the committed files.
 """
@@ -115,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         todo = runs
         if args.rows:
-            unknown = [row for row in args.rows if row not in table.rows]
-            if unknown:
-                raise SystemExit(f"--rows: expected rows of {table.name} ({', '.join(table.rows)}), but got {unknown}")
-            todo = [run for row in args.rows for run in runs if run.row == row]
+            try:
+                todo = plan_runs(table, out, seeds=args.seeds, root=ROOT, columns=args.columns, rows=args.rows)
+            except ValueError as error:
+                raise SystemExit(f"--rows: {error}") from None
         if args.published:
             before = len(todo)
             todo = [run for run in todo if status(dataclasses.replace(run, directory=args.published / run.directory.relative_to(out))) != "done"]
