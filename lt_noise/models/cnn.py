@@ -23,6 +23,28 @@ from lt_noise.models.registry import register_backbone
 __all__ = ["PlainCNN", "cnn4", "cnn8"]
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """2x2 max-pooling, stride 2; without autograd, on the CPU, computed on channels-last memory.
+
+    PyTorch's CPU max-pool kernel for NCHW tensors is about 10x slower than its channels-last kernel
+    (torch 2.14, AVX512, one thread: 33 ms against 3 ms for a 128x64x28x28 batch). In a pass that records
+    no gradient (evaluation, Dynamic Loss's ranking pass and the frozen part of its virtual step), converting
+    to channels-last and back costs less than the kernel saves; in a training pass it does not (the
+    gradient's conversions cost what the forward saves), so that pass keeps the NCHW kernel. The values
+    and selected indices (ties included: both kernels scan the window in the same order) are those of
+    ``nn.MaxPool2d``, and the output keeps the input's layout, so every later layer computes as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.requires_grad or x.device.type != "cpu" or x.dim() != 4 or x.shape[1] == 1
+                or x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
@@ -42,7 +64,7 @@ class PlainCNN(nn.Module):
             for width in stage:
                 layers.append(_conv_block(channels, width))
                 channels = width
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            layers.append(MaxPool2x2())
         self.features = nn.Sequential(*layers)
         side = image_size // 2 ** len(stages)
         if side < 1:
