@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "check_layers.py"
@@ -15,10 +15,7 @@ SCRIPT = ROOT / "tools" / "check_layers.py"
 
 @pytest.fixture(scope="module")
 def check_layers():
-    spec = importlib.util.spec_from_file_location("check_layers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("check_layers")
 
 
 def test_the_package_has_no_cycle_and_no_upward_import():

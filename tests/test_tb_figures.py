@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from support.tools import load_tool
 from torch.utils.tensorboard import SummaryWriter
 
-SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "tb_figures.py"
 
 
 @pytest.fixture(scope="module")
 def tb_figures():
-    spec = importlib.util.spec_from_file_location("tb_figures", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("tb_figures")
 
 
 def _png_pixels(path):
