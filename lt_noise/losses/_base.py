@@ -50,6 +50,15 @@ class PerSampleLoss(nn.Module):
         # Explicit, so that losses without hyperparameters expose an empty signature to the registry.
         super().__init__()
 
+    @property
+    def logit_scale(self) -> float:
+        """The factor this loss multiplies the model's logits by before its softmax (1; LDAM: its ``s``).
+
+        The model's predictive distribution is ``softmax(logit_scale * logits)``: what the methods'
+        evaluation metrics (ECE, NLL), predictions and label-issue scores use.
+        """
+        return 1.0
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Per-sample losses (B,) for logits (B, C) and class indices (B,) or probabilities (B, C)."""
         kind = check_target(target, check_logits(logits))

@@ -109,6 +109,11 @@ class LDAM(_CountAware):
         shifted = logits.scatter_add(1, target.unsqueeze(1), -margin.unsqueeze(1))
         return F.cross_entropy(self.s * shifted, target, reduction="none")
 
+    @property
+    def logit_scale(self) -> float:
+        """``s``: the cosine logits' scale, part of the model's predictive distribution softmax(s z)."""
+        return self.s
+
     def extra_repr(self) -> str:
         return f"num_classes={self.class_counts.numel()}, max_m={self.max_m}, s={self.s}"
 

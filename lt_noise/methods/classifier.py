@@ -270,6 +270,13 @@ class Classifier(L.LightningModule):
         """Per-sample losses (B,) of the configured loss module."""
         return self.loss_fn(logits, targets)
 
+    def predictive_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits whose softmax is the model's predictive distribution: the network's, times the loss's
+        ``logit_scale`` (LDAM's ``s`` on cosine logits; 1 for every other loss). Evaluation, predictions and
+        the training records read these; the argmax is the network's."""
+        scale = getattr(self.loss_fn, "logit_scale", 1.0)
+        return logits if scale == 1.0 else logits * scale
+
     def reduce(self, losses: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The reduction of per-sample losses to the training objective: a class-weighted mean.
 
@@ -317,7 +324,7 @@ class Classifier(L.LightningModule):
         Call it once per sample and step with the sample's own logits (not a mixed image's: see
         :class:`~lt_noise.methods.MixupClassifier`), before any margin the objective adds to them.
         """
-        self.training_records.append(TrainingRecord(logits.detach(), labels.detach(), index.detach()))
+        self.training_records.append(TrainingRecord(self.predictive_logits(logits.detach()), labels.detach(), index.detach()))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.training_records = []
@@ -333,17 +340,18 @@ class Classifier(L.LightningModule):
     # Evaluation
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, targets, _ = batch
-        self.val_metrics.update(self(x), targets)
+        self.val_metrics.update(self.predictive_logits(self(x)), targets)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, targets, _ = batch
-        self.test_metrics.update(self(x), targets)
+        self.test_metrics.update(self.predictive_logits(self(x)), targets)
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        """``{"logits", "probs", "target", "index"}`` of a batch: float32 logits (B, K) and their softmax, the
-        given labels (-1 where unknown) and the samples' indices in the predicted set."""
+        """``{"logits", "probs", "target", "index"}`` of a batch: float32 predictive logits (B, K) (see
+        :meth:`predictive_logits`) and their softmax, the given labels (-1 where unknown) and the samples'
+        indices in the predicted set."""
         x, targets, index = batch
-        logits = self(x).float()
+        logits = self.predictive_logits(self(x).float())
         return {"logits": logits, "probs": logits.softmax(dim=1), "target": targets, "index": index}
 
     def _finish_eval(self, stage: str, metrics: ClassificationMetrics) -> dict[str, Any]:

@@ -208,3 +208,39 @@ def test_class_counts_are_checked_once_at_the_entry_and_an_empty_class_is_an_err
     model = Classifier(class_counts=np.array([5, 4, 3]), loss="ldam", head="cosine", **options)
     assert model.class_counts == [5, 4, 3] and all(type(c) is int for c in model.class_counts)
     assert model.loss_fn.class_counts.tolist() == [5, 4, 3] and model.val_metrics.class_counts == [5, 4, 3]
+
+
+@pytest.mark.parametrize("loss, scale", [("ce", 1.0), ("ldam", 30.0)])
+def test_predictions_metrics_and_records_use_the_losss_predictive_scale(fm_root, tmp_path, loss, scale):
+    """LDAM trains CE(s (z - m_y e_y)) on cosine logits z: the model's probabilities are softmax(s z), not
+    softmax(z) (which is nearly uniform for |z| <= 1). Reference: the network's own output, scaled by hand."""
+    dm = _data(fm_root, augment="none")
+    model = _model(dm, loss=loss, head="cosine" if loss == "ldam" else "linear")
+    _trainer(tmp_path).fit(model, dm)
+    model.eval()
+    dm.setup("test")
+    x, targets, index = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        expected = model.net(x).float() * scale
+        out = model.predict_step((x, targets, index), 0)
+    torch.testing.assert_close(out["logits"], expected)
+    torch.testing.assert_close(out["probs"], torch.softmax(expected, dim=1))
+    # The test metrics' ECE: |accuracy - confidence| per confidence bin, written here from its definition.
+    model.test_metrics.reset()
+    model.test_step((x, targets, index), 0)
+    report = model.test_metrics.compute()
+    probs = torch.softmax(expected, dim=1).numpy()
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == targets.numpy()
+    edges = np.linspace(0, 1, 16)
+    ece = sum(
+        abs(correct[m].mean() - confidence[m].mean()) * m.mean()
+        for lo, hi in zip(edges[:-1], edges[1:])
+        if (m := (confidence > lo) & (confidence <= hi)).any()
+    )
+    assert report["ece"] == pytest.approx(ece, abs=1e-5)
+    # The training records carry the predictive logits too (label-issue scores read their softmax).
+    model.train()
+    model.training_records = []
+    logits = model(x)
+    model.record_training_logits(logits, targets, index)
+    torch.testing.assert_close(model.training_records[0].logits, logits.detach() * scale)
