@@ -21,6 +21,7 @@ from lt_noise.prototypes import (
     generate_prototypes,
     load_prototypes,
     min_pairwise_angle,
+    nonnegative_margins,
     optimized_prototypes,
     resolve_method,
     save_prototypes,
@@ -431,3 +432,39 @@ def test_save_rejects_bad_prototypes_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="torch.Tensor"):
         save_prototypes(path, np.ones((4, 3)))
     assert list(tmp_path.iterdir()) == []
+
+
+def _brute_force_margins_2d(prototypes, points=200_001):
+    """Every unit non-negative z = (cos t, sin t), t in [0, pi/2]: the exact margins up to the grid."""
+    t = torch.linspace(0, math.pi / 2, points, dtype=torch.float64)
+    z = torch.stack([t.cos(), t.sin()], dim=1)
+    cosine = z @ torch.nn.functional.normalize(prototypes.double(), dim=1).T  # (points, k)
+    k = prototypes.shape[0]
+    best = []
+    for y in range(k):
+        rest = torch.cat([cosine[:, :y], cosine[:, y + 1 :]], dim=1).max(dim=1).values
+        best.append(float((cosine[:, y] - rest).max()))
+    return torch.tensor(best, dtype=torch.float64)
+
+
+def test_nonnegative_margins_of_known_cases():
+    # The standard basis is non-negative already: z = e_y reaches margin 1, and nothing reaches more.
+    torch.testing.assert_close(nonnegative_margins(torch.eye(4, 6)), torch.ones(4, dtype=torch.float64), atol=1e-3, rtol=0)
+    # One dimension: the only unit non-negative feature is +1, so w = +1 wins by 2 and w = -1 loses by 2.
+    torch.testing.assert_close(nonnegative_margins(torch.tensor([[1.0], [-1.0]])), torch.tensor([2.0, -2.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nonnegative_margins_reach_the_brute_force_optimum_in_two_dimensions(seed):
+    prototypes = torch.randn(3, 2, generator=torch.Generator().manual_seed(seed))
+    expected = _brute_force_margins_2d(prototypes)
+    got = nonnegative_margins(prototypes)
+    assert (got <= expected + 1e-9).all()  # a lower bound, read exactly at a feasible z
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=0)
+
+
+def test_the_simplex_leaves_less_margin_to_relu_features_than_the_relu_prototypes():
+    simplex = generate_prototypes(10, 16, seed=0)
+    relu = generate_prototypes(10, 16, nonnegative=True, seed=0, steps=3000)
+    assert nonnegative_margins(simplex).max() < 1 + 1 / 9 - 0.1  # Lemma 3.1's optimum is out of reach
+    assert nonnegative_margins(relu).min() > nonnegative_margins(simplex).mean()
